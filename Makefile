@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a machine that has python3 and pip:
+#   make demo   lean on-device environment (.venv) and a classification run
+#   make test   lint, types and the whole suite (builds .venv and .venv-dev as needed)
+PYTHON ?= python3
+VENV := .venv
+DEV := .venv-dev
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: demo test lint typecheck unit clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[edge]'
+	touch $@
+
+$(DEV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEV)
+	$(DEV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(DEV)/bin/pip install $(PIP_FLAGS) -e '.[convert,dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/capsule-edge demo
+
+lint: $(DEV)/.installed
+	$(DEV)/bin/ruff check edge convert tests benchmarks
+	$(DEV)/bin/ruff format --check edge convert tests benchmarks
+
+typecheck: $(DEV)/.installed
+	$(DEV)/bin/mypy edge convert benchmarks
+
+unit: $(DEV)/.installed $(VENV)/.installed
+	$(DEV)/bin/python -m pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) $(DEV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: how fast each model, backend and precision runs. Speed lives here, never in tests."""

@@ -1,0 +1,121 @@
+"""Per-frame classifier latency, batch 1, for every model artefact and backend that runs it.
+
+    python -m benchmarks.latency [MODEL_DIR ...] [--runs 200] [--threads N] [--json FILE]
+
+Times the backend alone (tensors in, tensors out) and the whole frame (neutralise,
+resize, quantise, infer, dequantise) on a real-sized 512x430 frame. Prints a Markdown
+table; the README's latency figures come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends import BackendOptions
+from edge.backends.registry import BACKENDS
+from edge.bundled import models_root
+from edge.models.card import CARD_SUFFIX, load_card
+from edge.models.classifier import Classifier
+
+
+def _percentiles(samples_ns: list[int]) -> tuple[float, float]:
+    ms = np.asarray(samples_ns) / 1e6
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def measure(card_path: Path, backend: str, runs: int, threads: int | None) -> dict[str, Any]:
+    frame = np.random.default_rng(0).integers(0, 256, (430, 512, 3), dtype=np.uint8)
+    with Classifier.open(card_path, backend, BackendOptions(threads=threads)) as clf:
+        prepared = clf.preprocess(frame)
+        tensor = clf.to_input(prepared[None])
+        for _ in range(10):
+            clf.backend.run([tensor])
+        infer, whole = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter_ns()
+            clf.backend.run([tensor])
+            t1 = time.perf_counter_ns()
+            clf.classify(frame)
+            t2 = time.perf_counter_ns()
+            infer.append(t1 - t0)
+            whole.append(t2 - t1)
+        card = clf.card
+    p50, p95 = _percentiles(infer)
+    f50, _ = _percentiles(whole)
+    return {
+        "model": card.raw.get("arch", card.name),
+        "format": card.format,
+        "precision": card.precision,
+        "backend": backend,
+        "infer_p50_ms": round(p50, 3),
+        "infer_p95_ms": round(p95, 3),
+        "frame_p50_ms": round(f50, 3),
+        "size_mb": round(card.size_bytes() / 1e6, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "dirs",
+        nargs="*",
+        type=Path,
+        help="folders of models with cards (default: the bundled models)",
+    )
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    cards = sorted(p for d in (args.dirs or [models_root()]) for p in d.rglob("*" + CARD_SUFFIX))
+    rows = []
+    for card_path in cards:
+        card = load_card(card_path)
+        for backend, info in BACKENDS.items():
+            if card.format != info.formats[0]:  # each format on its own runtime
+                continue
+            rows.append(measure(card_path, backend, args.runs, args.threads))
+            print(f"measured {card.name} on {backend}", file=sys.stderr)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
+    print(f"batch 1, {args.runs} runs, threads {args.threads or 'default'}, {machine}\n")
+    columns = [
+        "model",
+        "format",
+        "precision",
+        "backend",
+        "infer p50 ms",
+        "infer p95 ms",
+        "whole frame p50 ms",
+        "size MB",
+    ]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        cells = [
+            r["model"],
+            r["format"],
+            r["precision"],
+            r["backend"],
+            f"{r['infer_p50_ms']:.2f}",
+            f"{r['infer_p95_ms']:.2f}",
+            f"{r['frame_p50_ms']:.2f}",
+            f"{r['size_mb']:.2f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

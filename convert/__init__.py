@@ -1,0 +1,1 @@
+"""Host side of capsule-edge: training and int8 conversion. Needs the `convert` profile."""

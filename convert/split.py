@@ -1,0 +1,77 @@
+"""Deterministic, stratified train/validation split that keeps near-duplicates together.
+
+Consecutive frames of one video look almost the same; if one lands in training and its
+twin in validation, the validation figure flatters the model. Frames are grouped by the
+correlation of small grey thumbnails (union-find over every pair within a class above
+``threshold``), and whole groups are assigned to one side by scikit-learn's
+``StratifiedGroupKFold``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+THUMB = 16
+# Where every preprocessed frame shows mucosa: clear of the blacked-out inset (lower
+# left), scope icon (right) and octagon corners, which are alike in every frame and
+# would make every pair look alike.
+VISIBLE = (0.25, 0.20, 0.80, 0.80)  # x0, y0, x1, y1 as fractions of the side
+
+
+def _thumbnails(images: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm grey thumbnails of the visible centre, one row per frame."""
+    size = images.shape[1]
+    x0, y0, x1, y1 = (round(f * size) for f in VISIBLE)
+    flat = np.stack(
+        [
+            cv2.resize(
+                image[y0:y1, x0:x1].mean(axis=2, dtype=np.float32),
+                (THUMB, THUMB),
+                interpolation=cv2.INTER_AREA,
+            ).ravel()
+            for image in images
+        ]
+    )
+    flat -= flat.mean(axis=1, keepdims=True)
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True) + 1e-6
+    return np.asarray(flat, dtype=np.float32)
+
+
+def near_duplicate_groups(images: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """A group id per frame; frames of one class correlating above ``threshold`` share one."""
+    parent = np.arange(len(images))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    thumbs = _thumbnails(images)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        sim = thumbs[members] @ thumbs[members].T
+        for a, b in zip(*np.nonzero(np.triu(sim > threshold, k=1)), strict=True):
+            ra, rb = find(members[a]), find(members[b])
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(len(images))])
+
+
+def split(
+    images: np.ndarray,
+    labels: np.ndarray,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    threshold: float = 0.90,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train indices, validation indices and the group of every frame."""
+    if not 0.0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
+    groups = near_duplicate_groups(images, labels, threshold)
+    folds = max(2, round(1 / val_fraction))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return np.sort(train), np.sort(val), groups

@@ -1,0 +1,87 @@
+"""LiteRT (TensorFlow Lite) backend, with an optional delegate such as an Edge TPU."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends.base import BackendOptions, Quantization, Tensor, TensorSpec
+from edge.errors import BackendUnavailableError, ModelError
+
+
+def _interpreter_module(install: str) -> Any:
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        try:  # the older standalone runtime, where only that is installed
+            from tflite_runtime import interpreter
+        except ImportError:
+            raise BackendUnavailableError(f"backend 'litert' needs LiteRT: {install}") from None
+    return interpreter
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    quant = Quantization(float(scale), int(zero_point)) if scale else None
+    shape = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
+    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]), quant)
+
+
+class LiteRTBackend:
+    name = "litert"
+
+    def __init__(self, interpreter: Any) -> None:
+        self._interpreter = interpreter
+        self._in = interpreter.get_input_details()
+        self._out = interpreter.get_output_details()
+        self._inputs = [_spec(d) for d in self._in]
+        self._outputs = [_spec(d) for d in self._out]
+        self._batch = 1
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        return self._outputs
+
+    def run(self, inputs: Sequence[Tensor]) -> list[Tensor]:
+        batch = int(inputs[0].shape[0])
+        if batch != self._batch:
+            for detail, tensor in zip(self._in, inputs, strict=True):
+                self._interpreter.resize_tensor_input(detail["index"], tensor.shape)
+            self._interpreter.allocate_tensors()
+            self._batch = batch
+        for detail, tensor in zip(self._in, inputs, strict=True):
+            self._interpreter.set_tensor(detail["index"], tensor)
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(d["index"]).copy() for d in self._out]
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+def open(model_path: Path, options: BackendOptions, *, install: str) -> LiteRTBackend:
+    interpreter_module = _interpreter_module(install)
+    delegates = []
+    if options.delegate:
+        try:
+            delegates.append(interpreter_module.load_delegate(options.delegate))
+        except (ValueError, OSError) as exc:
+            raise BackendUnavailableError(
+                f"LiteRT delegate {options.delegate!r} could not be loaded: {exc}"
+            ) from None
+    try:
+        interpreter = interpreter_module.Interpreter(
+            model_path=str(model_path),
+            num_threads=options.threads,
+            experimental_delegates=delegates or None,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{model_path}: LiteRT cannot load it ({exc})") from None
+    return LiteRTBackend(interpreter)

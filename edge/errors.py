@@ -1,0 +1,17 @@
+"""One exception hierarchy; every message is a single line naming what was wrong and where."""
+
+
+class CapsuleEdgeError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+
+class BadInputError(CapsuleEdgeError):
+    """A file, folder or frame that cannot be used."""
+
+
+class ModelError(CapsuleEdgeError):
+    """A model file or card that is missing, malformed or inconsistent."""
+
+
+class BackendUnavailableError(CapsuleEdgeError):
+    """A backend whose package or library is not installed."""

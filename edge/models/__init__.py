@@ -1,0 +1,1 @@
+"""Model adapters: they own preprocessing, (de)quantisation, decoding and labels."""

@@ -1,0 +1,120 @@
+"""The frame classifier: preprocessing, (de)quantisation and labels over any backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from edge.backends import Backend, BackendOptions, open_backend
+from edge.backends.base import TensorSpec
+from edge.backends.registry import BACKENDS
+from edge.errors import ModelError
+from edge.models.card import ModelCard, load_card
+from edge.models.quant import dequantize, quantize
+from edge.preprocess import PREPROCESSING_ID, Image, prepare
+from edge.types import Classification, ClassScore
+
+
+class Classifier:
+    """Classifies RGB uint8 frames of any size. Use :meth:`open` to build one."""
+
+    def __init__(self, backend: Backend, card: ModelCard) -> None:
+        if card.task != "classification":
+            raise ModelError(f"{card.path}: task is {card.task!r}, not classification")
+        if card.preprocessing_id != PREPROCESSING_ID:
+            raise ModelError(
+                f"{card.path}: preprocessing {card.preprocessing_id!r} is not the runtime's "
+                f"{PREPROCESSING_ID!r}"
+            )
+        self.backend = backend
+        self.card = card
+        self.labels = card.labels
+        self.size = card.input_size
+        self._input: TensorSpec = backend.inputs[0]
+        self._output: TensorSpec = backend.outputs[0]
+        # LiteRT reports quantisation itself; OpenVINO running a .tflite does not, so the
+        # card's figures stand in.
+        self._in_quant = self._input.quantization or (
+            card.input_quantization if self._input.dtype.kind in "iu" else None
+        )
+        self._out_quant = self._output.quantization or (
+            card.output_quantization if self._output.dtype.kind in "iu" else None
+        )
+        for spec, quant in ((self._input, self._in_quant), (self._output, self._out_quant)):
+            if spec.dtype.kind in "iu" and quant is None:
+                raise ModelError(
+                    f"{card.path}: integer tensor {spec.name!r} without quantization parameters"
+                )
+        width = self._output.shape[-1]
+        if width not in (-1, len(self.labels)):
+            raise ModelError(
+                f"{card.path}: model has {width} outputs but the card lists "
+                f"{len(self.labels)} labels"
+            )
+
+    @classmethod
+    def open(
+        cls,
+        model: str | Path,
+        backend: str = "litert",
+        options: BackendOptions | None = None,
+        *,
+        verify: bool = True,
+    ) -> Classifier:
+        card = load_card(model)
+        allowed = BACKENDS[backend].formats if backend in BACKENDS else ()
+        if allowed and card.format not in allowed:
+            raise ModelError(
+                f"{card.model_path}: backend {backend!r} cannot run a {card.format} model "
+                f"(it runs {', '.join(allowed)})"
+            )
+        if verify:
+            card.verify()
+        return cls(open_backend(backend, card.model_path, options), card)
+
+    def preprocess(self, frame: Image) -> Image:
+        return prepare(frame, self.size)
+
+    def to_input(self, batch: np.ndarray) -> np.ndarray:
+        """The backend's input tensor for a batch of preprocessed frames."""
+        if self._in_quant is not None:
+            return quantize(batch.astype(np.float32), self._in_quant, self._input.dtype)
+        return batch.astype(self._input.dtype)
+
+    def probabilities(self, prepared: Sequence[Image]) -> np.ndarray:
+        """Class probabilities, shape (n, classes), for already preprocessed frames."""
+        batch = np.stack(prepared)
+        out = self.backend.run([self.to_input(batch)])[0]
+        if self._out_quant is not None:
+            return dequantize(out, self._out_quant)
+        return out.astype(np.float32)
+
+    def classify(self, frame: Image) -> Classification:
+        return self.classify_batch([frame])[0]
+
+    def classify_batch(self, frames: Sequence[Image]) -> list[Classification]:
+        probs = self.probabilities([self.preprocess(f) for f in frames])
+        return [self._result(p) for p in probs]
+
+    def _result(self, probs: np.ndarray) -> Classification:
+        order = np.argsort(-probs, kind="stable")
+        return Classification(
+            tuple(ClassScore(self.labels[i], int(i), float(probs[i])) for i in order)
+        )
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
