@@ -114,6 +114,8 @@ def _export_all(model_path: Path, out: Path, calib: np.ndarray) -> None:
     import openvino as ov
     import tensorflow as tf
     import tf2onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     model = keras.models.load_model(model_path)
     size = int(model.input_shape[1])
@@ -140,7 +142,19 @@ def _export_all(model_path: Path, out: Path, calib: np.ndarray) -> None:
         ov_model.reshape({ov_model.inputs[0].get_any_name(): [1, size, size, 3]})
         ov.save_model(ov_model, str(out / "fp32.xml"), compress_to_fp16=False)
         calibration = nncf.Dataset(list(calib), lambda f: f[None])
-        quantized = nncf.quantize(ov_model, calibration, subset_size=len(calib))
+        # Asymmetric activations (MIXED) with plain min/max ranges, as LiteRT's converter
+        # does, and the full bias correction: they keep NNCF's model close to fp32 and
+        # to the LiteRT int8 model.
+        quantized = nncf.quantize(
+            ov_model,
+            calibration,
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(calib),
+            fast_bias_correction=False,
+            advanced_parameters=AdvancedQuantizationParameters(
+                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+            ),
+        )
         ov.save_model(quantized, str(out / "int8.xml"), compress_to_fp16=False)
 
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
@@ -163,7 +177,7 @@ def _evaluate(
 
 
 def quantize_run(
-    run: Path, data: Path, tolerance: float = 1.0, calibration: int = 300, name: str | None = None
+    run: Path, data: Path, tolerance: float = 1.0, calibration: int = 1000, name: str | None = None
 ) -> QuantizeReport:
     training = json.loads((run / "training.json").read_text())
     classes: list[str] = training["data"]["classes"]
@@ -219,6 +233,13 @@ def quantize_run(
             "as_is": _brief(results[file]["raw"]),
             "overlays_blacked_out": _brief(results[file]["blacked_out"]),
         }
+        fp32_twin = file.replace("int8", "fp32")
+        if fp32_twin != file:
+            cards[file]["evaluation"]["fp32_reference"] = {
+                "file": fp32_twin,
+                "as_is": _brief(results[fp32_twin]["raw"]),
+                "overlays_blacked_out": _brief(results[fp32_twin]["blacked_out"]),
+            }
         cards[file]["int8_check"] = {
             "tolerance_points": tolerance,
             "passed": report.passed,

@@ -38,18 +38,21 @@ class TrainConfig:
 
 
 # The seed trains as the prototype did: no augmentation, no class weights.
-DEFAULT_EPOCHS = {"seed": 15, "edgecnn": 70}
+DEFAULT_EPOCHS = {"seed": 15, "edgecnn": 30}
 RECIPES = {"seed": {"augment": False, "class_weights": False}}
 DEFAULT_RECIPE = {"augment": True, "class_weights": True}
 
 
 def _augmenter(seed: int) -> Any:
-    """Colour jitter, then random dihedral and free rotation, zoom and black boxes.
+    """Mild colour jitter, a random left-right flip, and random black boxes.
 
-    Endoscopy frames have no orientation. Pixels that preprocessing blacked out stay
-    exactly black through the colour jitter, as they are at inference. The black boxes
-    imitate overlays that another site's software blacks out where ours does not, so
-    that black areas mean nothing.
+    Pixels that preprocessing blacked out stay exactly black through the colour jitter,
+    as they are at inference. The black boxes imitate overlays that another site's
+    software blacks out where ours does not, so that black areas mean nothing.
+    No turns: with right-angle turns and zoom the same network ended at 0.83 validation
+    accuracy on the HyperKvasir split, against 0.95 unaugmented. These colonoscopy
+    frames seem to keep an orientation that a classifier can use (our guess: fluid
+    pools at the bottom); a capsule, which tumbles, may need turns back.
     """
     import keras
     import tensorflow as tf
@@ -57,18 +60,16 @@ def _augmenter(seed: int) -> Any:
 
     colour = keras.Sequential(
         [
-            layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 3),
-            layers.RandomContrast(0.2, seed=seed + 4),
+            layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 3),
+            layers.RandomContrast(0.1, seed=seed + 4),
         ],
         name="colour",
     )
     geometry = keras.Sequential(
         [
-            layers.RandomFlip("horizontal_and_vertical", seed=seed),
-            layers.RandomRotation(0.5, fill_mode="constant", fill_value=0.0, seed=seed + 1),
-            layers.RandomZoom((-0.15, 0.1), fill_mode="constant", fill_value=0.0, seed=seed + 2),
+            layers.RandomFlip("horizontal", seed=seed),
             layers.RandomErasing(
-                factor=0.5, scale=(0.02, 0.12), fill_value=0.0, value_range=(0, 255), seed=seed + 5
+                factor=0.25, scale=(0.02, 0.08), fill_value=0.0, value_range=(0, 255), seed=seed + 5
             ),
         ],
         name="geometry",

@@ -17,7 +17,7 @@ import numpy as np
 from edge.backends import BACKENDS, BackendOptions
 from edge.bundled import bundled_cards, default_model
 from edge.errors import CapsuleEdgeError
-from edge.frames import load_frames
+from edge.frames import decode_files, expand_paths, load_frames
 from edge.models.card import ModelCard, load_card
 from edge.models.classifier import Classifier
 from edge.preprocess import Image
@@ -110,17 +110,17 @@ def synthetic_frames(count: int, seed: int = 0) -> Iterator[tuple[str, Image]]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     frames: Iterator[tuple[str, Image] | Skipped]
-    if args.frames is not None:
-        source = f"frames from {args.frames}"
-        frames = load_frames([args.frames])
-    elif DEMO_DATA.is_dir():
-        source = f"real frames from {DEMO_DATA} (no --frames given)"
-        frames = load_frames([DEMO_DATA])
+    folder = args.frames if args.frames is not None else DEMO_DATA
+    if args.frames is not None or DEMO_DATA.is_dir():
+        source = f"frames from {folder}" + ("" if args.frames else " (no --frames given)")
+        paths = list(expand_paths([folder]))
+        if args.limit and len(paths) > args.limit:
+            # evenly spread over the folder, so a class-sorted tree shows every class
+            paths = [paths[round(i)] for i in np.linspace(0, len(paths) - 1, args.limit)]
+        frames = decode_files(paths)
     else:
         source = f"synthetic frames ({DEMO_DATA} not found and no --frames given)"
         frames = iter(synthetic_frames(args.limit or 50))
-    if args.limit:
-        frames = (f for _, f in zip(range(args.limit), frames, strict=False))
     stats = StreamStats()
     with _open_classifier(args) as clf:
         print(f"demo: {clf.card.name} on {args.backend}, {source}", file=sys.stderr)

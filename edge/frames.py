@@ -114,7 +114,12 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path | Ski
 
 def load_frames(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, Image] | Skipped]:
     """Decoded frames from files and folders; every unusable input becomes a ``Skipped``."""
-    for item in expand_paths(paths):
+    return decode_files(expand_paths(paths))
+
+
+def decode_files(items: Iterable[Path | Skipped]) -> Iterator[tuple[str, Image] | Skipped]:
+    """Decode files as ``expand_paths`` lists them; skips pass through, bad files join them."""
+    for item in items:
         if isinstance(item, Skipped):
             yield item
             continue

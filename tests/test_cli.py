@@ -142,3 +142,21 @@ def test_demo_synthetic_when_no_data(tiny_run, tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert code == 0
     assert "synthetic frames" in err and "5 frames classified" in out
+
+
+def test_demo_limit_spreads_over_a_class_sorted_folder(tiny_run, tiny_dataset, capsys):
+    code = main(
+        [
+            "demo",
+            "--frames",
+            str(tiny_dataset),
+            "--limit",
+            "4",
+            "--model",
+            str(tiny_run / "int8.tflite"),
+        ]
+    )
+    out = capsys.readouterr().out
+    classified = [line for line in out.splitlines() if line.endswith(" ms")]
+    assert code == 0 and len(classified) == 4
+    assert {Path(line.split("\t")[0]).parent.name for line in classified} == {"mucosa", "stool"}

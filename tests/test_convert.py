@@ -33,6 +33,8 @@ def test_every_artefact_has_a_complete_card(tiny_run: Path):
             assert 0.0 <= raw["evaluation"][view]["macro_f1"] <= 1.0
         assert "litert_openvino_int8_top1_agreement" in raw["int8_check"]
     int8 = load_card(tiny_run / "int8.tflite")
+    fp32 = load_card(tiny_run / "fp32.tflite")
+    assert int8.raw["evaluation"]["fp32_reference"]["as_is"] == fp32.raw["evaluation"]["as_is"]
     assert int8.input_quantization is not None
     assert int8.raw["quantization"]["calibration_split"] == "train"
 
