@@ -71,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--classes", help="comma-separated subset of class folders, e.g. the 6 Kvasir")
     t.add_argument("--quantize", action="store_true", help="convert and evaluate afterwards")
     t.add_argument("--tolerance", type=float, default=1.0, help="allowed int8 loss, points")
-    t.add_argument("--calibration", type=int, default=1000, help="calibration frames (training split)")
+    t.add_argument("--calibration", type=int, default=1000, help="calibration frames")
     t.set_defaults(func=_train)
 
     q = sub.add_parser("quantize", help="export int8/fp32 LiteRT, OpenVINO and ONNX with cards")
     q.add_argument("--run", type=Path, required=True, help="a train-classifier output folder")
     q.add_argument("--data", type=Path, required=True, help="the dataset it was trained on")
     q.add_argument("--tolerance", type=float, default=1.0, help="allowed int8 loss, points")
-    q.add_argument("--calibration", type=int, default=1000, help="calibration frames (training split)")
+    q.add_argument("--calibration", type=int, default=1000, help="calibration frames")
     q.add_argument("--name", help="model name for the cards (default: the arch)")
     q.set_defaults(func=_quantize)
     return parser
