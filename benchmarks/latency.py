@@ -23,6 +23,7 @@ import numpy as np
 from edge.backends import BackendOptions
 from edge.backends.registry import BACKENDS
 from edge.bundled import models_root
+from edge.errors import CapsuleEdgeError
 from edge.models.card import CARD_SUFFIX, load_card
 from edge.models.classifier import Classifier
 
@@ -30,6 +31,16 @@ from edge.models.classifier import Classifier
 def _percentiles(samples_ns: list[int]) -> tuple[float, float]:
     ms = np.asarray(samples_ns) / 1e6
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def measure(card_path: Path, backend: str, runs: int, threads: int | None) -> dict[str, Any]:
@@ -79,14 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cards = sorted(p for d in (args.dirs or [models_root()]) for p in d.rglob("*" + CARD_SUFFIX))
     rows = []
+    seen: set[str] = set()
     for card_path in cards:
         card = load_card(card_path)
+        if card.sha256 in seen:  # the same file bundled and in a run folder
+            continue
+        seen.add(card.sha256)
         for backend, info in BACKENDS.items():
             if card.format != info.formats[0]:  # each format on its own runtime
                 continue
-            rows.append(measure(card_path, backend, args.runs, args.threads))
+            try:
+                rows.append(measure(card_path, backend, args.runs, args.threads))
+            except CapsuleEdgeError as exc:
+                print(f"skipped {card.name} on {backend}: {exc}", file=sys.stderr)
+                continue
             print(f"measured {card.name} on {backend}", file=sys.stderr)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
+    machine = f"{_cpu_name()}, {os.cpu_count()} cores, {platform.machine()}"
     print(f"batch 1, {args.runs} runs, threads {args.threads or 'default'}, {machine}\n")
     columns = [
         "model",
