@@ -67,19 +67,14 @@ def _validation_frames(
     run: Path, data: Path, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validation frames preprocessed as they are and with overlays blacked out."""
-    split = json.loads((run / "split.json").read_text())
-    wanted = set(split["validation"])
-    dataset = scan(data)
-    training = json.loads((run / "training.json").read_text())
-    classes = training["data"]["classes"]
+    wanted = set(_read_json(run / "split.json")["validation"])
+    classes = _read_json(run / "training.json")["data"]["classes"]
     index = {c: i for i, c in enumerate(classes)}
     raw, blacked, labels = [], [], []
-    for item in dataset.load() if wanted else []:
-        if isinstance(item, Skipped):
+    for item in scan(data).only(wanted).load():
+        if isinstance(item, Skipped) or item[0].label not in index:
             continue
         sample, image = item
-        if sample.key(dataset.root) not in wanted or sample.label not in index:
-            continue
         raw.append(prepare(image, size))
         blacked.append(prepare(black_out_overlays(image), size))
         labels.append(index[sample.label])
@@ -92,19 +87,29 @@ def _validation_frames(
 
 
 def _calibration(run: Path, data: Path, size: int, count: int, seed: int) -> np.ndarray:
-    split = json.loads((run / "split.json").read_text())
+    """Preprocessed frames drawn at random (seeded) from the training split."""
+    keys = sorted(_read_json(run / "split.json")["train"])
     rng = np.random.default_rng(seed)
-    keys = sorted(split["train"])
     chosen = {keys[i] for i in rng.choice(len(keys), min(count, len(keys)), replace=False)}
-    dataset = scan(data)
     frames = [
-        prepare(image, size)
-        for item in dataset.load()
+        prepare(item[1], size)
+        for item in scan(data).only(chosen).load()
         if not isinstance(item, Skipped)
-        for sample, image in [item]
-        if sample.key(dataset.root) in chosen
     ]
+    if not frames:
+        raise BadInputError(f"{data}: none of the run's training frames could be read")
     return np.stack(frames).astype(np.float32)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(
+            f"{path.parent}: not a train-classifier run folder ({path.name} is missing)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path}: unreadable ({exc})") from None
 
 
 def _export_all(model_path: Path, out: Path, calib: np.ndarray) -> None:
@@ -179,7 +184,9 @@ def _evaluate(
 def quantize_run(
     run: Path, data: Path, tolerance: float = 1.0, calibration: int = 1000, name: str | None = None
 ) -> QuantizeReport:
-    training = json.loads((run / "training.json").read_text())
+    training = _read_json(run / "training.json")
+    if not (run / "model.keras").is_file():
+        raise BadInputError(f"{run}: not a train-classifier run folder (model.keras is missing)")
     classes: list[str] = training["data"]["classes"]
     size = int(training["input_size"])
     out = run / "artefacts"

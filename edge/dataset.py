@@ -63,6 +63,15 @@ class ClassFolderDataset:
             list(self.skipped),
         )
 
+    def only(self, keys: set[str]) -> ClassFolderDataset:
+        """Only the samples named by ``keys`` (see ``Sample.key``), e.g. a validation split."""
+        return ClassFolderDataset(
+            self.root,
+            [s for s in self.samples if s.key(self.root) in keys],
+            self.class_dirs,
+            list(self.skipped),
+        )
+
     def load(self) -> Iterator[tuple[Sample, Image] | Skipped]:
         """Decoded frames; an unreadable file becomes a ``Skipped`` naming it."""
         for sample in self.samples:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.dataset import ClassFolderDataset, scan
+from edge.dataset import scan
 from edge.errors import BadInputError
 from edge.metrics import confusion_matrix, summarise
 from edge.models.classifier import Classifier
@@ -87,16 +87,17 @@ def evaluate_classifier(
     result = EvalResult(
         clf.card.name, clf.backend.name, str(data), {}, list(dataset.skipped), blackout=blackout
     )
-    samples = [s for s in dataset.samples if keep is None or s.key(dataset.root) in keep]
-    if keep is not None and len(samples) != len(keep):
-        raise BadInputError(
-            f"{data}: holds {len(samples)} of the split's {len(keep)} validation frames"
-        )
-    for s in samples:
+    if keep is not None:
+        dataset = dataset.only(keep)
+        if len(dataset.samples) != len(keep):
+            raise BadInputError(
+                f"{data}: holds {len(dataset.samples)} of the split's {len(keep)} validation frames"
+            )
+    for s in dataset.samples:
         if s.label not in index:
             result.unknown_classes[s.label] += 1
-    usable = [s for s in samples if s.label in index]
-    for item in ClassFolderDataset(dataset.root, usable, dataset.class_dirs).load():
+    known = [label for label in dataset.labels if label in index]
+    for item in dataset.select(known).load():
         if isinstance(item, Skipped):
             result.skipped.append(item)
             continue

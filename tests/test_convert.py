@@ -148,3 +148,10 @@ def test_seed_is_the_prototype_layer_for_layer():
     assert [d.units for d in dense] == [64, 6]
     assert dense[-1].activation.__name__ == "softmax"
     assert model.input_shape == (None, 128, 128, 3)
+
+
+def test_quantize_a_folder_that_is_not_a_run(tiny_dataset: Path, tmp_path: Path, capsys):
+    code = convert_main(["quantize", "--run", str(tmp_path), "--data", str(tiny_dataset)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not a train-classifier run folder (training.json is missing)" in err
