@@ -9,8 +9,6 @@ from pathlib import Path
 
 from edge.errors import CapsuleEdgeError
 
-log = logging.getLogger("capsule-convert")
-
 
 def _train(args: argparse.Namespace) -> int:
     from convert.train_classifier import TrainConfig, train
@@ -29,15 +27,8 @@ def _train(args: argparse.Namespace) -> int:
     model = train(cfg)
     print(f"trained {cfg.arch}: {model}")
     if args.quantize:
-        return _quantize(
-            argparse.Namespace(
-                run=args.out,
-                data=args.data,
-                tolerance=args.tolerance,
-                calibration=args.calibration,
-                name=None,
-            )
-        )
+        args.run = args.out
+        return _quantize(args)
     return 0
 
 
@@ -72,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quantize", action="store_true", help="convert and evaluate afterwards")
     t.add_argument("--tolerance", type=float, default=1.0, help="allowed int8 loss, points")
     t.add_argument("--calibration", type=int, default=1000, help="calibration frames")
+    t.add_argument("--name", help="model name for the cards (default: the arch)")
     t.set_defaults(func=_train)
 
     q = sub.add_parser("quantize", help="export int8/fp32 LiteRT, OpenVINO and ONNX with cards")

@@ -155,3 +155,32 @@ def test_quantize_a_folder_that_is_not_a_run(tiny_dataset: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2
     assert "not a train-classifier run folder (training.json is missing)" in err
+
+
+def test_train_then_quantize_from_the_command_line(tiny_dataset: Path, tmp_path: Path, capsys):
+    code = convert_main(
+        [
+            "train-classifier",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--quantize",
+            "--tolerance",
+            "100",
+            "--calibration",
+            "8",
+            "--name",
+            "tiny",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "LiteRT int8 vs OpenVINO int8 top-1 agreement" in out
+    assert load_card(tmp_path / "run" / "artefacts" / "int8.xml").name == "tiny-int8-openvino"
