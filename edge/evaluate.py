@@ -68,7 +68,7 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _validation_keys(split: Path) -> set[str]:
+def validation_keys(split: Path) -> set[str]:
     try:
         doc = json.loads(split.read_text(encoding="utf-8"))
         return {str(k) for k in doc["validation"]}
@@ -80,7 +80,7 @@ def evaluate_classifier(
     clf: Classifier, data: Path, split: Path | None = None, blackout: bool = False
 ) -> EvalResult:
     dataset = scan(data)
-    keep = _validation_keys(split) if split else None
+    keep = validation_keys(split) if split else None
     index = {label: i for i, label in enumerate(clf.labels)}
     truth: list[int] = []
     predicted: list[int] = []
