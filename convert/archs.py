@@ -28,8 +28,8 @@ def seed(n_classes: int, size: int = 128) -> keras.Model:
 
 def _conv(x: keras.KerasTensor, filters: int, strides: int = 1) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    # A quick moving average: from scratch the weights move fast early on, and stale
-    # statistics make inference-mode results lag far behind training.
+    # A quicker moving average than Keras' 0.99: from scratch the weights move fast, and
+    # statistics that lag behind them would skew inference-mode results.
     x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU(max_value=6.0)(x)
 
