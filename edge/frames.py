@@ -75,6 +75,20 @@ def decode_image(data: bytes, source: str) -> Image:
     return np.asarray(cv2.cvtColor(decoded, conversion), dtype=np.uint8)
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header where possible."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    size = _image_size(head)
+    if size is not None:
+        return size
+    height, width = read_image(path).shape[:2]
+    return width, height
+
+
 def read_image(path: Path) -> Image:
     """Read one image file as RGB uint8, or raise ``BadInputError`` naming the file."""
     try:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge.errors import BadInputError
-from edge.frames import load_frames, read_image
+from edge.frames import image_size, load_frames, read_image
 from edge.types import Skipped
 from tests.conftest import synthetic_frame, write_rgb
 
@@ -91,3 +91,9 @@ def test_load_frames_counts_every_bad_input(tmp_path: Path, good_jpeg: Path):
     assert skipped["readme.txt"] == "not an image file (by its name)"
     assert skipped["missing"] == "no such file or folder"
     assert skipped["sub"] == "folder holds no image files"
+
+
+@pytest.mark.parametrize("name", ["f.jpg", "f.png", "f.bmp"])
+def test_image_size_from_header_or_decode(tmp_path: Path, name: str):
+    path = write_rgb(tmp_path / name, synthetic_frame("mucosa", np.random.default_rng(1), 70, 30))
+    assert image_size(path) == (70, 30)

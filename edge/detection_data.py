@@ -1,0 +1,138 @@
+"""Labelled detection data: the official Kvasir-SEG layout and YOLO-format label files.
+
+Kvasir-SEG: ``images/<id>.jpg`` and ``kavsir_bboxes.json`` ({id: {"height", "width",
+"bbox": [{"label", "xmin", "ymin", "xmax", "ymax"}]}}). YOLO (as LabelImg writes it):
+``images/<name>.<ext>`` beside ``labels/<name>.txt`` with ``class cx cy w h`` in fractions
+of the image. Boxes are clipped to the image; a box with no area left is dropped and
+counted, never a crash. An image without boxes is a polyp-free (background) frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import BadInputError
+from edge.frames import image_size, is_image_file
+from edge.types import BBox, Skipped
+
+KVASIR_SEG_BOXES = "kavsir_bboxes.json"
+
+
+@dataclass(frozen=True)
+class DetectionSample:
+    path: Path
+    boxes: tuple[BBox, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass
+class DetectionDataset:
+    root: Path
+    samples: list[DetectionSample]
+    skipped: list[Skipped] = field(default_factory=list)  # unusable files and boxes
+
+    @property
+    def n_boxes(self) -> int:
+        return sum(len(s.boxes) for s in self.samples)
+
+
+def _box(raw: dict[str, Any], width: float, height: float, where: str) -> BBox:
+    try:
+        box = BBox(float(raw["xmin"]), float(raw["ymin"]), float(raw["xmax"]), float(raw["ymax"]))
+    except (KeyError, TypeError, ValueError):
+        raise BadInputError(f"{where}: box is not {{xmin, ymin, xmax, ymax}}: {raw}") from None
+    return box.clip(width, height)
+
+
+def load_kvasir_seg(root: str | Path) -> DetectionDataset:
+    """Read a Kvasir-SEG folder. Images without an entry in the JSON are skipped and named."""
+    root = Path(root)
+    boxes_file = root / KVASIR_SEG_BOXES
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        raise BadInputError(f"{root}: no images/ folder (not a Kvasir-SEG layout)")
+    if not boxes_file.is_file():
+        raise BadInputError(f"{root}: no {KVASIR_SEG_BOXES}")
+    try:
+        entries = json.loads(boxes_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{boxes_file}: unreadable ({exc})") from None
+    if not isinstance(entries, dict):
+        raise BadInputError(f"{boxes_file}: expected an object keyed by image id")
+    samples: list[DetectionSample] = []
+    skipped: list[Skipped] = []
+    for path in sorted(p for p in images_dir.iterdir() if p.is_file()):
+        if not is_image_file(path):
+            skipped.append(Skipped(str(path), "not an image file (by its name)"))
+            continue
+        entry = entries.get(path.stem)
+        if not isinstance(entry, dict):
+            skipped.append(Skipped(str(path), f"no entry in {KVASIR_SEG_BOXES}"))
+            continue
+        where = f"{boxes_file} [{path.stem}]"
+        width, height = float(entry.get("width", 1e9)), float(entry.get("height", 1e9))
+        boxes, labels = [], []
+        for raw in entry.get("bbox", []):
+            box = _box(raw, width, height, where)
+            if box.area <= 0:
+                skipped.append(Skipped(where, f"box with no area dropped: {raw}"))
+                continue
+            boxes.append(box)
+            labels.append(str(raw.get("label", "polyp")))
+        samples.append(DetectionSample(path, tuple(boxes), tuple(labels)))
+    if not samples:
+        raise BadInputError(f"{root}: no labelled images")
+    return DetectionDataset(root, samples, skipped)
+
+
+def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
+    """Read ``images/`` with ``labels/*.txt`` in YOLO format, boxes back in pixels. An
+    image without a label file, or with an empty one, is a background frame."""
+    root = Path(root)
+    images_dir, labels_dir = root / "images", root / "labels"
+    if not images_dir.is_dir():
+        raise BadInputError(f"{root}: no images/ folder (not a YOLO layout)")
+    samples: list[DetectionSample] = []
+    skipped: list[Skipped] = []
+    for path in sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_file(p)):
+        try:
+            width, height = image_size(path)
+        except BadInputError as exc:
+            skipped.append(Skipped(str(path), str(exc).removeprefix(f"{path}: ")))
+            continue
+        label_file = labels_dir / (path.stem + ".txt")
+        boxes, labels = [], []
+        lines = label_file.read_text(encoding="utf-8").splitlines() if label_file.is_file() else []
+        for number, line in enumerate(lines, 1):
+            where = f"{label_file}:{number}"
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
+            except (ValueError, TypeError):
+                skipped.append(Skipped(where, f"not 'class cx cy w h': {line!r}"))
+                continue
+            if len(parts) != 5 or not 0 <= cls < len(names):
+                skipped.append(
+                    Skipped(where, f"not 'class cx cy w h' with a known class: {line!r}")
+                )
+                continue
+            box = BBox(
+                (cx - w / 2) * width,
+                (cy - h / 2) * height,
+                (cx + w / 2) * width,
+                (cy + h / 2) * height,
+            ).clip(width, height)
+            if box.area <= 0:
+                skipped.append(Skipped(where, f"box with no area dropped: {line!r}"))
+                continue
+            boxes.append(box)
+            labels.append(names[cls])
+        samples.append(DetectionSample(path, tuple(boxes), tuple(labels)))
+    if not samples:
+        raise BadInputError(f"{root}: no images")
+    return DetectionDataset(root, samples, skipped)
