@@ -78,7 +78,7 @@ class ClassFolderDataset:
             try:
                 yield sample, read_image(sample.path)
             except BadInputError as exc:
-                yield Skipped(str(sample.path), str(exc).removeprefix(f"{sample.path}: "))
+                yield Skipped.from_error(sample.path, exc)
 
 
 def scan(root: str | Path) -> ClassFolderDataset:

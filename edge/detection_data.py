@@ -101,7 +101,7 @@ def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
         try:
             width, height = image_size(path)
         except BadInputError as exc:
-            skipped.append(Skipped(str(path), str(exc).removeprefix(f"{path}: ")))
+            skipped.append(Skipped.from_error(path, exc))
             continue
         label_file = labels_dir / (path.stem + ".txt")
         boxes, labels = [], []

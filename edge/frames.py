@@ -140,4 +140,4 @@ def decode_files(items: Iterable[Path | Skipped]) -> Iterator[tuple[str, Image] 
         try:
             yield str(item), read_image(item)
         except BadInputError as exc:
-            yield Skipped(str(item), str(exc).removeprefix(f"{item}: "))
+            yield Skipped.from_error(item, exc)

@@ -35,6 +35,12 @@ class Skipped:
     def __str__(self) -> str:
         return f"{self.source}: {self.reason}"
 
+    @classmethod
+    def from_error(cls, source: object, error: Exception) -> Skipped:
+        """A skip from an error whose message already starts with ``source: ``."""
+        name = str(source)
+        return cls(name, str(error).removeprefix(f"{name}: "))
+
 
 @dataclass(frozen=True)
 class BBox:
