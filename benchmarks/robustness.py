@@ -19,14 +19,11 @@ import cv2
 import numpy as np
 
 from edge.bundled import default_model
-from edge.dataset import scan
 from edge.errors import CapsuleEdgeError
-from edge.evaluate import validation_keys
+from edge.evaluate import evaluate_classifier
 from edge.frames import decode_image
-from edge.metrics import confusion_matrix, summarise
 from edge.models.classifier import Classifier
 from edge.preprocess import Image
-from edge.types import Skipped
 
 
 def _gain(r: float, g: float, b: float) -> Callable[[Image], Image]:
@@ -83,23 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         card = args.model or default_model("classification", args.backend).path
-        dataset = scan(args.data)
-        if args.split:
-            dataset = dataset.only(validation_keys(args.split))
         with Classifier.open(card, args.backend) as clf:
-            index = {label: i for i, label in enumerate(clf.labels)}
-            frames = [
-                (item[1], index[item[0].label])
-                for item in dataset.load()
-                if not isinstance(item, Skipped) and item[0].label in index
-            ]
-            print(f"{clf.card.name} on {args.backend}, {len(frames)} frames of {args.data}\n")
+            print(f"{clf.card.name} on {args.backend}, {args.data}\n")
             print("| shift | accuracy | macro-F1 |\n|---|---:|---:|")
             for name, shift in SHIFTS.items():
-                predicted = [clf.classify(shift(image)).top.index for image, _ in frames]
-                truth = [label for _, label in frames]
-                m = summarise(confusion_matrix(truth, predicted, len(clf.labels)), clf.labels)
+                result = evaluate_classifier(clf, args.data, split=args.split, transform=shift)
+                m = result.metrics
                 print(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |", flush=True)
+            print(f"\n{m['n']} frames, {len(result.skipped)} unreadable skipped")
     except CapsuleEdgeError as exc:
         print(f"robustness: {exc}", file=sys.stderr)
         return 2

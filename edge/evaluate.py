@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from edge.dataset import scan
 from edge.errors import BadInputError
 from edge.metrics import confusion_matrix, summarise
 from edge.models.classifier import Classifier
-from edge.preprocess import black_out_overlays
+from edge.preprocess import Image, black_out_overlays
 from edge.types import Skipped
 
 
@@ -77,8 +78,17 @@ def validation_keys(split: Path) -> set[str]:
 
 
 def evaluate_classifier(
-    clf: Classifier, data: Path, split: Path | None = None, blackout: bool = False
+    clf: Classifier,
+    data: Path,
+    split: Path | None = None,
+    blackout: bool = False,
+    transform: Callable[[Image], Image] | None = None,
 ) -> EvalResult:
+    """Classify every labelled frame of ``data`` (or of the split's validation frames).
+
+    ``transform`` changes each decoded frame first (a robustness check); ``blackout``
+    then blacks out the overlay regions.
+    """
     dataset = scan(data)
     keep = validation_keys(split) if split else None
     index = {label: i for i, label in enumerate(clf.labels)}
@@ -102,6 +112,8 @@ def evaluate_classifier(
             result.skipped.append(item)
             continue
         sample, image = item
+        if transform is not None:
+            image = transform(image)
         if blackout:
             image = black_out_overlays(image)
         truth.append(index[sample.label])
