@@ -4,9 +4,14 @@
 PYTHON ?= python3
 VENV := .venv
 DEV := .venv-dev
+YOLO := .venv-yolo
+DATA ?= ../shared/data
+DETECTOR ?= yolov5s-256
+DETECTOR_RUN := $(HOME)/.cache/capsule-edge/detector/runs/$(DETECTOR)
+SPLIT := edge/bundled/classifier/edgecnn/split.json
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit clean detector-env detector
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +24,23 @@ $(DEV)/.installed: pyproject.toml
 	$(DEV)/bin/pip install $(PIP_FLAGS) --upgrade pip
 	$(DEV)/bin/pip install $(PIP_FLAGS) -e '.[convert,dev]'
 	touch $@
+
+# Training the detector needs torch (several GB): its own environment, never the device's.
+$(YOLO)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(YOLO)
+	$(YOLO)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(YOLO)/bin/pip install $(PIP_FLAGS) -e '.[detector-train]'
+	touch $@
+
+detector-env: $(YOLO)/.installed
+
+# Train (or resume) YOLOv5s, export it, quantise it and evaluate every artefact.
+detector: $(YOLO)/.installed $(DEV)/.installed
+	$(YOLO)/bin/capsule-convert -v train-detector --name $(DETECTOR) \
+		--data $(DATA)/kvasir-seg --background $(DATA)/hyper-kvasir --split $(SPLIT)
+	$(YOLO)/bin/capsule-convert export-detector --name $(DETECTOR)
+	$(DEV)/bin/capsule-convert -v quantize-detector --run $(DETECTOR_RUN) --name $(DETECTOR) \
+		--data $(DATA)/kvasir-seg --background $(DATA)/hyper-kvasir --split $(SPLIT)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/capsule-edge demo

@@ -1,9 +1,10 @@
-"""Per-frame classifier latency, batch 1, for every model artefact and backend that runs it.
+"""Per-frame latency, batch 1, for every model artefact and backend that runs it.
 
     python -m benchmarks.latency [MODEL_DIR ...] [--runs 200] [--threads N] [--json FILE]
 
-Times the backend alone (tensors in, tensors out) and the whole frame (neutralise,
-resize, quantise, infer, dequantise) on a real-sized 512x430 frame. Prints a Markdown
+Times the backend alone (tensors in, tensors out) and the whole frame on a real-sized
+512x430 frame: for a classifier neutralise, resize, quantise, infer, dequantise; for a
+detector letterbox, quantise, infer, dequantise, decode and NMS. Prints a Markdown
 table; the README's latency figures come from it.
 """
 
@@ -15,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from edge.bundled import models_root
 from edge.errors import CapsuleEdgeError
 from edge.models.card import CARD_SUFFIX, load_card
 from edge.models.classifier import Classifier
+from edge.models.detector import Detector
 
 
 def _percentiles(samples_ns: list[int]) -> tuple[float, float]:
@@ -45,21 +48,30 @@ def _cpu_name() -> str:
 
 def measure(card_path: Path, backend: str, runs: int, threads: int | None) -> dict[str, Any]:
     frame = np.random.default_rng(0).integers(0, 256, (430, 512, 3), dtype=np.uint8)
-    with Classifier.open(card_path, backend, BackendOptions(threads=threads)) as clf:
-        prepared = clf.preprocess(frame)
-        tensor = clf.to_input(prepared[None])
+    options = BackendOptions(threads=threads)
+    model: Classifier | Detector
+    whole_frame: Callable[[], object]
+    if load_card(card_path).task == "detection":
+        det = model = Detector.open(card_path, backend, options)
+        tensor = det.to_input(det.preprocess(frame)[0])
+        whole_frame = lambda: det.detect(frame)  # noqa: E731
+    else:
+        clf = model = Classifier.open(card_path, backend, options)
+        tensor = clf.to_input(clf.preprocess(frame)[None])
+        whole_frame = lambda: clf.classify(frame)  # noqa: E731
+    with model:
         for _ in range(10):
-            clf.backend.run([tensor])
+            model.backend.run([tensor])
         infer, whole = [], []
         for _ in range(runs):
             t0 = time.perf_counter_ns()
-            clf.backend.run([tensor])
+            model.backend.run([tensor])
             t1 = time.perf_counter_ns()
-            clf.classify(frame)
+            whole_frame()
             t2 = time.perf_counter_ns()
             infer.append(t1 - t0)
             whole.append(t2 - t1)
-        card = clf.card
+        card = model.card
     p50, p95 = _percentiles(infer)
     f50, _ = _percentiles(whole)
     return {

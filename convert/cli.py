@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from edge.errors import CapsuleEdgeError
+from edge.errors import BadInputError, CapsuleEdgeError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -45,6 +45,61 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    from convert.train_detector import DetectorConfig, train
+
+    config = DetectorConfig(
+        data=args.data,
+        split=args.split,
+        background=args.background,
+        name=args.name,
+        img=args.img,
+        epochs=args.epochs,
+        batch=args.batch,
+        n_background=args.n_background,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    out = train(config)
+    print(f"trained detector: {out / 'weights' / 'best.pt'} (curve: {out / 'results.csv'})")
+    return 0
+
+
+def _export_detector(args: argparse.Namespace) -> int:
+    from convert.export_detector import export
+    from convert.train_detector import RUNS
+
+    run = args.run or RUNS / args.name
+    weights = args.weights or run / "weights" / "best.pt"
+    if not weights.is_file():
+        raise BadInputError(f"{weights}: no such checkpoint (train-detector writes it)")
+    out = export(weights, run / "export", args.img)
+    print(
+        f"exported {weights} to {out}; next, in the convert profile: "
+        f"capsule-convert quantize-detector --run {run} ..."
+    )
+    return 0
+
+
+def _quantize_detector(args: argparse.Namespace) -> int:
+    from convert.quantize_detector import quantize_detector
+
+    report = quantize_detector(
+        args.run,
+        args.data,
+        args.split,
+        args.background,
+        name=args.name,
+        tolerance=args.tolerance,
+        calibration=args.calibration,
+    )
+    print(report.table())
+    if not report.passed:
+        print(f"capsule-convert: {report.failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="capsule-convert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -65,6 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--calibration", type=int, default=1000, help="calibration frames")
     t.add_argument("--name", help="model name for the cards (default: the arch)")
     t.set_defaults(func=_train)
+
+    d = sub.add_parser(
+        "train-detector",
+        help="train YOLOv5s on polyp boxes (detector profile: make detector-env); resumes",
+    )
+    d.add_argument("--data", type=Path, required=True, help="Kvasir-SEG or YOLO-format folder")
+    d.add_argument("--split", type=Path, required=True, help="the classifier's split.json")
+    d.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
+    d.add_argument("--name", default="yolov5s-256", help="run name; the same name resumes")
+    d.add_argument("--img", type=int, default=256, help="input side (256; 320 as an option)")
+    d.add_argument("--epochs", type=int, default=150)
+    d.add_argument("--batch", type=int, default=16)
+    d.add_argument("--n-background", type=int, default=250, help="background training frames")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--workers", type=int, default=2, help="data loader processes")
+    d.set_defaults(func=_train_detector)
+
+    x = sub.add_parser("export-detector", help="checkpoint -> ONNX and weights (detector profile)")
+    x.add_argument("--run", type=Path, help="train-detector run folder")
+    x.add_argument("--name", default="yolov5s-256", help="run name, when --run is not given")
+    x.add_argument("--weights", type=Path, help="checkpoint (default: the run's best.pt)")
+    x.add_argument("--img", type=int, default=256, help="input side the model was trained at")
+    x.set_defaults(func=_export_detector)
+
+    qd = sub.add_parser(
+        "quantize-detector",
+        help="int8/fp32 LiteRT and OpenVINO, fp32 ONNX, cards (convert profile)",
+    )
+    qd.add_argument("--run", type=Path, required=True, help="run folder holding export/")
+    qd.add_argument("--data", type=Path, required=True, help="Kvasir-SEG or YOLO-format folder")
+    qd.add_argument("--split", type=Path, required=True, help="the split it was trained with")
+    qd.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
+    qd.add_argument("--name", default="yolov5s-256", help="model name for the cards")
+    qd.add_argument("--tolerance", type=float, default=1.5, help="allowed int8 mAP@0.5 loss")
+    qd.add_argument("--calibration", type=int, default=300, help="calibration frames")
+    qd.set_defaults(func=_quantize_detector)
 
     q = sub.add_parser("quantize", help="export int8/fp32 LiteRT, OpenVINO and ONNX with cards")
     q.add_argument("--run", type=Path, required=True, help="a train-classifier output folder")

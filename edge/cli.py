@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.backends import BACKENDS, BackendOptions
 from edge.bundled import bundled_cards, default_model
+from edge.cli_options import add_model_args, backend_options
+from edge.detect_cli import add_parsers as add_detect_parsers
 from edge.errors import CapsuleEdgeError
 from edge.frames import decode_files, expand_paths, load_frames
 from edge.models.card import ModelCard, load_card
@@ -26,22 +27,11 @@ from edge.types import Skipped
 DEMO_DATA = Path("../shared/data/hyper-kvasir")
 
 
-def _options(args: argparse.Namespace) -> BackendOptions:
-    providers = tuple(p for p in (args.providers or "").split(",") if p)
-    return BackendOptions(
-        threads=args.threads,
-        device=args.device,
-        precision=args.precision,
-        delegate=args.delegate,
-        **({"providers": providers} if providers else {}),
-    )
-
-
 def _open_classifier(args: argparse.Namespace) -> Classifier:
     card: ModelCard = (
         load_card(args.model) if args.model else default_model("classification", args.backend)
     )
-    return Classifier.open(card.path, args.backend, _options(args))
+    return Classifier.open(card.path, args.backend, backend_options(args))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -156,16 +146,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file or card (default: the bundled model)")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="litert")
-    p.add_argument("--threads", type=int, help="inference threads (default: the backend's)")
-    p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU, AUTO")
-    p.add_argument("--precision", default="f32", help="OpenVINO precision hint (f32, f16, bf16)")
-    p.add_argument("--delegate", help="LiteRT delegate library, e.g. libedgetpu.so.1")
-    p.add_argument("--providers", help="ONNX Runtime providers, comma-separated")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="capsule-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -173,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="classify image files or folders, one line per frame")
     c.add_argument("paths", nargs="+", help="image files or folders")
-    _add_model_args(c)
+    add_model_args(c)
     c.set_defaults(func=cmd_classify)
 
     d = sub.add_parser("demo", help="classify a stream of frames and summarise")
@@ -181,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=Path, help="folder of frames (default: shared data or synthetic)"
     )
     d.add_argument("--limit", type=int, default=200, help="frames to classify (0: all)")
-    _add_model_args(d)
+    add_model_args(d)
     d.set_defaults(func=cmd_demo)
 
     e = sub.add_parser("eval", help="measure a model on labelled data")
@@ -195,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="black out the overlay regions in every frame first",
     )
     ec.add_argument("--json", help="write the results as JSON to this file")
-    _add_model_args(ec)
+    add_model_args(ec)
     ec.set_defaults(func=cmd_eval_classify)
+
+    add_detect_parsers(sub, esub)
 
     m = sub.add_parser("models", help="list the bundled models")
     m.set_defaults(func=cmd_models)

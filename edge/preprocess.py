@@ -114,3 +114,34 @@ def prepare(image: Image, size: int) -> Image:
         mask = _MASKS.setdefault(size, _octagon_mask(size))
     small[~mask] = 0
     return small
+
+
+# The detector sees whole frames, overlays included (see convert/detector_data.py for
+# why): only an aspect-keeping resize onto a grey square, as yolov5 trains and validates.
+LETTERBOX_ID = "letterbox-114-v1"
+LETTERBOX_PAD = 114
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was placed on the model's square: input = frame * ratio + pad."""
+
+    ratio: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox(image: Image, size: int) -> tuple[Image, Letterbox]:
+    """Resize keeping the aspect ratio so the long side is ``size``; centre on grey."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 frame, got shape {image.shape} {image.dtype}")
+    height, width = image.shape[:2]
+    ratio = size / max(height, width)
+    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
+    if (new_w, new_h) != (width, height):
+        interp = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+        image = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=interp), np.uint8)
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+    canvas = np.full((size, size, 3), LETTERBOX_PAD, np.uint8)
+    canvas[top : top + new_h, left : left + new_w] = image
+    return canvas, Letterbox(ratio, float(left), float(top))

@@ -80,3 +80,31 @@ class BBox:
             min(max(self.x1, 0.0), width),
             min(max(self.y1, 0.0), height),
         )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a frame, its box in the frame's pixels."""
+
+    box: BBox
+    score: float  # objectness x class probability
+    label: str
+    class_id: int
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Everything the detector found in one frame, best first."""
+
+    width: int
+    height: int
+    items: tuple[Detection, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def above(self, threshold: float) -> Detections:
+        """Only the detections scoring at least ``threshold``."""
+        return Detections(
+            self.width, self.height, tuple(d for d in self.items if d.score >= threshold)
+        )

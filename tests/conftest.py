@@ -66,7 +66,85 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="session")
+def lean_python() -> Path:
+    """The lean on-device environment's python (.venv: edge profile only)."""
+    lean = REPO / ".venv" / "bin"
+    if not (lean / "capsule-edge").exists():
+        pytest.skip("the lean environment .venv is not built (make test builds it)")
+    return lean / "python"
+
+
+@pytest.fixture(scope="session")
 def hyper_kvasir() -> Path:
     if not HYPER_KVASIR.is_dir():
         pytest.skip(f"real data not present at {HYPER_KVASIR}")
     return HYPER_KVASIR
+
+
+# A tiny YOLOv5-shaped model (Conv, C3, SPPF, Detect on strides 8/16/32) with seeded
+# random weights, named as yolov5's fused state dict names them.
+TINY_YOLO = {
+    "nc": 1,
+    "depth_multiple": 1.0,
+    "width_multiple": 1.0,
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+    "backbone": [
+        [-1, 1, "Conv", [8, 6, 2, 2]],
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "C3", [8]],
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "Conv", [8, 3, 2]],
+        [-1, 1, "SPPF", [8, 5]],
+    ],
+    "head": [[[3, 4, 6], 1, "Detect", ["nc", "anchors"]]],
+}
+TINY_YOLO_SHAPES = {
+    "model.0.conv": (8, 3, 6, 6),
+    "model.1.conv": (8, 8, 3, 3),
+    "model.2.cv1.conv": (4, 8, 1, 1),
+    "model.2.cv2.conv": (4, 8, 1, 1),
+    "model.2.cv3.conv": (8, 8, 1, 1),
+    "model.2.m.0.cv1.conv": (4, 4, 1, 1),
+    "model.2.m.0.cv2.conv": (4, 4, 3, 3),
+    "model.3.conv": (8, 8, 3, 3),
+    "model.4.conv": (8, 8, 3, 3),
+    "model.5.conv": (8, 8, 3, 3),
+    "model.6.cv1.conv": (4, 8, 1, 1),
+    "model.6.cv2.conv": (8, 16, 1, 1),
+    "model.7.m.0": (18, 8, 1, 1),
+    "model.7.m.1": (18, 8, 1, 1),
+    "model.7.m.2": (18, 8, 1, 1),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 and int8 LiteRT models of a tiny random YOLOv5 at 64 px, each with its card,
+    made by the real Keras port and converter."""
+    pytest.importorskip("tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from convert.quantize_detector import card_fields, write_tflite
+    from convert.yolov5_keras import build
+    from edge.models.card import write_card
+
+    rng = np.random.default_rng(3)
+    weights = {}
+    for name, shape in TINY_YOLO_SHAPES.items():
+        fan_in = shape[1] * shape[2] * shape[3]
+        weights[f"{name}.weight"] = rng.normal(0, 1.5 / np.sqrt(fan_in), shape).astype(np.float32)
+        weights[f"{name}.bias"] = rng.normal(0, 0.1, shape[0]).astype(np.float32)
+    size = 64
+    model = build(TINY_YOLO, weights, size)
+    out = tmp_path_factory.mktemp("tiny-detector")
+    calib = rng.uniform(0, 255, (16, size, size, 3)).astype(np.float32)
+    write_tflite(model, calib, out)
+    meta = {
+        "input_size": size,
+        "names": ["polyp"],
+        "strides": [8, 16, 32],
+        "anchors": np.array(TINY_YOLO["anchors"], np.float32).reshape(3, 3, 2).tolist(),
+    }
+    for file in ("fp32.tflite", "int8.tflite"):
+        write_card(out / file, card_fields(file, "tiny-yolo", meta, {"recipe": "random weights"}))
+    return out

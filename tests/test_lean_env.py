@@ -5,11 +5,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO
 
-LEAN = REPO / ".venv" / "bin"
 FORBIDDEN = ("tensorflow", "torch", "keras", "convert")
 
 
@@ -25,13 +22,6 @@ def test_edge_never_imports_host_packages():
                 continue
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path}:{node.lineno} imports {name}"
-
-
-@pytest.fixture(scope="module")
-def lean_python() -> Path:
-    if not (LEAN / "capsule-edge").exists():
-        pytest.skip("the lean environment .venv is not built (make test builds it)")
-    return LEAN / "python"
 
 
 def test_lean_env_has_no_tensorflow_or_torch(lean_python: Path):

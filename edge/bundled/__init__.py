@@ -14,7 +14,7 @@ from edge.errors import ModelError
 from edge.models.card import CARD_SUFFIX, ModelCard, load_card
 
 # The bundled default per task, as a folder holding that model's artefacts.
-DEFAULTS = {"classification": "classifier/edgecnn"}
+DEFAULTS = {"classification": "classifier/edgecnn", "detection": "detector/yolov5s-256"}
 PRECISION_PREFERENCE = ("int8", "fp32")
 
 

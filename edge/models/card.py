@@ -18,7 +18,7 @@ from edge.errors import ModelError
 CARD_SUFFIX = ".card.json"
 FORMATS = ("tflite", "openvino", "onnx")
 PRECISIONS = ("int8", "fp32")
-TASKS = ("classification",)
+TASKS = ("classification", "detection")
 
 
 def card_path_for(model_path: Path) -> Path:

@@ -1,0 +1,124 @@
+"""Run a detector over labelled frames: the core of ``eval detect`` and of conversion.
+
+Frames come from a Kvasir-SEG (or YOLO-format) folder; any image there without a box is
+a polyp-free frame. Optionally, polyp-free frames also come from a HyperKvasir class
+tree (every class but ``polyps``). A split file restricts both to its validation side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.dataset import scan
+from edge.detection_data import DetectionDataset, load_kvasir_seg, load_yolo
+from edge.detection_metrics import DetectionSummary, ImageResult, summarise_detections
+from edge.errors import BadInputError
+from edge.frames import read_image
+from edge.models.detector import Detector
+from edge.preprocess import Image
+from edge.types import BBox, Detections, Skipped
+
+POLYP_CLASS = "polyps"
+EVAL_CONF = 0.001  # mAP needs the whole precision-recall curve, as yolov5's val.py
+
+
+@dataclass(frozen=True)
+class LabelledFrame:
+    path: Path
+    truth: tuple[BBox, ...]  # empty: a polyp-free frame
+
+
+@dataclass
+class DetectionEval:
+    summary: DetectionSummary
+    frames: list[LabelledFrame]
+    detections: list[Detections]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def load_detection_folder(root: Path) -> DetectionDataset:
+    """A Kvasir-SEG folder (``kavsir_bboxes.json``) or a YOLO/LabelImg one."""
+    if (root / "kavsir_bboxes.json").is_file():
+        return load_kvasir_seg(root)
+    if (root / "labels").is_dir():
+        return load_yolo(root, ["polyp"])
+    raise BadInputError(f"{root}: neither a Kvasir-SEG folder nor images/ + labels/ (YOLO)")
+
+
+def split_sides(split: Path) -> tuple[set[str], set[str]]:
+    try:
+        doc = json.loads(split.read_text(encoding="utf-8"))
+        return {str(k) for k in doc["train"]}, {str(k) for k in doc["validation"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInputError(f"{split}: not a split file with train/validation ({exc})") from None
+
+
+def labelled_frames(
+    data: Path, split: Path | None = None, background: Path | None = None, side: str = "val"
+) -> tuple[list[LabelledFrame], list[Skipped]]:
+    """The frames to evaluate (or calibrate on, with ``side="train"``)."""
+    dataset = load_detection_folder(data)
+    skipped = list(dataset.skipped)
+    keys: set[str] | None = None
+    if split is not None:
+        train, val = split_sides(split)
+        keys = val if side == "val" else train
+    polyp_stems = (
+        {Path(k).stem for k in keys if k.split("/")[-2:-1] == [POLYP_CLASS]}
+        if keys is not None
+        else None
+    )
+    frames = [
+        LabelledFrame(s.path, s.boxes)
+        for s in dataset.samples
+        if polyp_stems is None or s.path.stem in polyp_stems
+    ]
+    if polyp_stems is not None and not frames:
+        raise BadInputError(f"{split}: none of its polyp frames are in {data}")
+    if background is not None:
+        tree = scan(background)
+        skipped.extend(tree.skipped)
+        for sample in tree.samples:
+            if sample.label == POLYP_CLASS:
+                continue
+            if keys is None or sample.key(tree.root) in keys:
+                frames.append(LabelledFrame(sample.path, ()))
+    return frames, skipped
+
+
+def iter_images(
+    frames: list[LabelledFrame], skipped: list[Skipped]
+) -> Iterator[tuple[LabelledFrame, Image]]:
+    for frame in frames:
+        try:
+            yield frame, read_image(frame.path)
+        except BadInputError as exc:
+            skipped.append(Skipped.from_error(frame.path, exc))
+
+
+def evaluate_detector(
+    detector: Detector,
+    data: Path,
+    split: Path | None = None,
+    background: Path | None = None,
+    conf_threshold: float = 0.25,
+) -> DetectionEval:
+    """mAP over every candidate above ``EVAL_CONF``; precision, recall and false-alarm
+    frames at ``conf_threshold`` (the runtime's operating point)."""
+    frames, skipped = labelled_frames(data, split, background)
+    saved = detector.conf_threshold
+    detector.conf_threshold = min(EVAL_CONF, conf_threshold)
+    used: list[LabelledFrame] = []
+    found: list[Detections] = []
+    try:
+        for frame, image in iter_images(frames, skipped):
+            used.append(frame)
+            found.append(detector.detect(image))
+    finally:
+        detector.conf_threshold = saved
+    results = [ImageResult(f.truth, d.items) for f, d in zip(used, found, strict=True)]
+    summary = summarise_detections(results, conf_threshold=conf_threshold)
+    return DetectionEval(summary, used, found, skipped)
