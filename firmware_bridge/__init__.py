@@ -1,0 +1,1 @@
+"""The recorder link: wire protocol, host and recorder ends, transports, simulator."""
