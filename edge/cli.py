@@ -23,6 +23,7 @@ from edge.models.card import ModelCard, load_card
 from edge.models.classifier import Classifier
 from edge.preprocess import Image
 from edge.types import Skipped
+from firmware_bridge.cli import add_parsers as add_simulate_parsers
 
 DEMO_DATA = Path("../shared/data/hyper-kvasir")
 
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.set_defaults(func=cmd_eval_classify)
 
     add_detect_parsers(sub, esub)
+    add_simulate_parsers(sub)
 
     m = sub.add_parser("models", help="list the bundled models")
     m.set_defaults(func=cmd_models)

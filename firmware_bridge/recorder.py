@@ -269,5 +269,10 @@ class Recorder:
         return not (self._queue or self._resend or self._window or self._pending_drops)
 
     @property
+    def queued(self) -> int:
+        """Frames captured but not yet sent."""
+        return len(self._queue)
+
+    @property
     def unacknowledged(self) -> int:
         return len(self._window)

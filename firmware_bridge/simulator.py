@@ -1,0 +1,317 @@
+"""A recorder simulator: streams frames over a pty it creates (or a TCP socket) at a
+given rate, honouring ACK/NACK/credits, with seeded faults and a ground-truth log.
+
+    capsule-edge simulate [--pty LINK | --listen PORT] [--count N] [--fps F] [--ber P] ...
+
+With ``--pty``, the device path is printed on the first line of stdout (and a stable
+symlink is kept at LINK if given, which follows the pty across simulated unplugs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import select
+import socket
+import time
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from firmware_bridge.faults import FaultInjector, Faults
+from firmware_bridge.protocol import UART_MAX_CHUNK, Ack, Codec, Message, MessageType, crc32
+from firmware_bridge.recorder import Outgoing, Policy, Recorder
+from firmware_bridge.stream import LinkError, StreamDecoder
+
+HELLO_RETRY_S = 0.2
+HEARTBEAT_S = 0.25
+
+
+class Wire(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def read(self, timeout: float) -> bytes: ...
+    def unplug(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class PtyWire:
+    """The recorder's end of a pseudo-terminal; the host opens ``path`` as a serial port.
+
+    ``link`` (optional) is a symlink kept pointing at the current pty, so a host can
+    reopen the same name after an unplug, as udev names a USB serial adapter.
+    """
+
+    def __init__(self, link: Path | None = None) -> None:
+        self.link = link
+        self._open()
+
+    def _open(self) -> None:
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        tty.setraw(self.master)
+        self.path = os.ttyname(self._slave)
+        if self.link is not None:
+            tmp = self.link.with_name(self.link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.path)
+            tmp.replace(self.link)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            _, ready, _ = select.select([], [self.master], [], 1.0)
+            if ready:
+                view = view[os.write(self.master, view) :]
+
+    def read(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
+        if not ready:
+            return b""
+        try:
+            return os.read(self.master, 65536)
+        except OSError:  # the host side is not open (yet)
+            return b""
+
+    def unplug(self) -> None:
+        """Pull the cable: this pty disappears and a new one takes its place."""
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class SocketWire:
+    """A TCP listener; the host connects with ``socket://host:port``."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self._server = socket.create_server((host, port))
+        self.port = self._server.getsockname()[1]
+        self.path = f"socket://{host}:{self.port}"
+        self._conn: socket.socket | None = None
+
+    def _connection(self, timeout: float) -> socket.socket | None:
+        if self._conn is None:
+            ready, _, _ = select.select([self._server], [], [], timeout)
+            if ready:
+                self._conn, _ = self._server.accept()
+        return self._conn
+
+    def write(self, data: bytes) -> None:
+        conn = self._connection(1.0)
+        if conn is not None:
+            try:
+                conn.sendall(data)
+            except OSError:
+                self._conn = None
+
+    def read(self, timeout: float) -> bytes:
+        conn = self._connection(timeout)
+        if conn is None:
+            return b""
+        ready, _, _ = select.select([conn], [], [], max(0.0, timeout))
+        if not ready:
+            return b""
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._conn = None
+        return data
+
+    def unplug(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self.unplug()
+        self._server.close()
+
+
+def synthetic_frames(size: int, seed: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """Deterministic frame payloads: (bytes, codec, width, height); see ``frame_bytes``."""
+    index = 0
+    while True:
+        yield frame_bytes(seed, index, size), int(Codec.RAW_RGB), 0, 0
+        index += 1
+
+
+def frame_bytes(seed: int, index: int, size: int) -> bytes:
+    return random.Random(seed * 1_000_003 + index).randbytes(size)
+
+
+def folder_frames(folder: Path) -> Iterator[tuple[bytes, int, int, int]]:
+    """Encoded image files of a folder, in name order, as the recorder would send them."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for path in files:
+        codec = Codec.PNG if path.suffix.lower() == ".png" else Codec.JPEG
+        yield path.read_bytes(), int(codec), 0, 0
+
+
+@dataclass
+class Plan:
+    """What the simulated study does besides sending frames."""
+
+    count: int = 100
+    fps: float = 0.0  # 0: as fast as the link and the host's credits allow
+    retransmit: bool = True  # False: the recorder ignores NACKs (a link without them)
+    unplug_at: list[int] = field(default_factory=list)  # after sending these frames
+    reboot_at: list[int] = field(default_factory=list)  # new session after these frames
+    line_rate: float = 0.0  # bytes per second on the wire, 0: unlimited
+    linger_s: float = 5.0  # at the end, how long to wait for the host to settle
+
+
+@dataclass
+class FrameRecord:
+    session: int
+    index: int
+    size: int
+    crc: int
+
+
+class Simulator:
+    def __init__(
+        self,
+        wire: Wire,
+        frames: Iterator[tuple[bytes, int, int, int]],
+        plan: Plan,
+        faults: Faults | None = None,
+        *,
+        chunk: int = UART_MAX_CHUNK,
+        window: int = 64,
+        policy: Policy = Policy.WAIT,
+        session: int = 1,
+        log: Path | None = None,
+    ) -> None:
+        self.wire = wire
+        self.frames = frames
+        self.plan = plan
+        self.injector = FaultInjector(faults or Faults())
+        self.chunk, self.window, self.policy = chunk, window, policy
+        self.recorder = self._new_recorder(session)
+        self.sessions = [self.recorder]
+        self.log = log
+        self.sent: list[FrameRecord] = []
+        self._decoder = StreamDecoder(4096)
+        self._stopped = False
+
+    def _new_recorder(self, session: int) -> Recorder:
+        return Recorder(session, max_chunk=self.chunk, window=self.window, policy=self.policy)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _pump_replies(self, timeout: float) -> None:
+        data = self.wire.read(timeout)
+        for event in self._decoder.feed(data) if data else []:
+            if isinstance(event, LinkError):
+                continue
+            if event.type in (MessageType.ACK, MessageType.NACK) and not self.plan.retransmit:
+                # A recorder without retransmission only takes the credits and releases.
+                event = _without_missing(event)
+            self.recorder.on_message(event)
+
+    def _send(self, messages: list[Outgoing]) -> None:
+        data = self.injector.apply(messages)
+        if self.plan.line_rate:
+            started = time.monotonic()
+            self.wire.write(data)
+            spare = len(data) / self.plan.line_rate - (time.monotonic() - started)
+            if spare > 0:
+                self._pump_replies(spare)
+        else:
+            self.wire.write(data)
+
+    def run(self) -> list[FrameRecord]:
+        plan = self.plan
+        captured = 0
+        next_capture = time.monotonic()
+        last_hello = last_beat = 0.0
+        unplug_at, reboot_at = set(plan.unplug_at), set(plan.reboot_at)
+        settle_deadline: float | None = None
+        while not self._stopped:
+            now = time.monotonic()
+            rec = self.recorder
+            # Capture at the frame rate (or whenever there is room when unthrottled).
+            while captured < plan.count and (
+                (plan.fps and now >= next_capture)
+                or (not plan.fps and rec.unacknowledged + 4 < rec.window)
+            ):
+                data, codec, w, h = next(self.frames)
+                index = rec.capture(data, codec, w, h, int(now * 1e6))
+                self.sent.append(FrameRecord(rec.session, index, len(data), crc32(data)))
+                captured += 1
+                next_capture += 1 / plan.fps if plan.fps else 0
+                if not plan.fps and rec.queued > 2:  # keep the queue short
+                    break
+            if rec.needs_hello:
+                if now - last_hello >= HELLO_RETRY_S:
+                    self._send([rec.hello()])
+                    last_hello = now
+                self._pump_replies(0.02)
+                continue
+            messages = rec.next_messages()
+            if messages:
+                self._send(messages)
+                sent_frame = max((m.frame for m in messages if m.frame is not None), default=-1)
+                if sent_frame in unplug_at and messages[-1].type == MessageType.META:
+                    unplug_at.discard(sent_frame)
+                    self.wire.unplug()
+                    rec.reconnected()
+                if sent_frame in reboot_at and messages[-1].type == MessageType.META:
+                    reboot_at.discard(sent_frame)
+                    self.recorder = self._new_recorder(rec.session + 1)
+                    self.sessions.append(self.recorder)
+                self._pump_replies(0.0)
+                continue
+            if now - last_beat >= HEARTBEAT_S:
+                self._send([rec.heartbeat()])
+                last_beat = now
+            if captured >= plan.count and rec.idle:
+                break
+            if captured >= plan.count:
+                settle_deadline = settle_deadline or now + plan.linger_s
+                if now > settle_deadline:
+                    break
+            wait = (next_capture - now) if plan.fps and captured < plan.count else HEARTBEAT_S
+            self._pump_replies(max(0.0, min(wait, HEARTBEAT_S)))
+        self._send([self.recorder.heartbeat()])
+        if self.log is not None:
+            self.write_log(self.log)
+        return self.sent
+
+    def write_log(self, path: Path) -> None:
+        truth = self.injector.truth
+        drops = {
+            f"{r.session}:{i}": reason.name.lower()
+            for r in self.sessions
+            for i, reason in r.drops.items()
+        }
+        doc = {
+            "frames": [[r.session, r.index, r.size, r.crc] for r in self.sent],
+            "damaged": sorted(truth.damaged),
+            "truncated": sorted(truth.truncated),
+            "dropped": drops,
+            "duplicated": truth.duplicated,
+            "reordered": truth.reordered,
+            "bursts": truth.bursts,
+            "bytes_sent": truth.bytes_sent,
+            "sessions": [r.session for r in self.sessions],
+        }
+        path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+
+
+def _without_missing(event: Message) -> Message:
+    try:
+        ack = Ack.unpack(event.payload)
+    except ValueError:
+        return event
+    return Message(event.header, Ack(ack.highest, ack.credits).pack())

@@ -1,0 +1,156 @@
+"""Byte transports for the host end, and the receive loop that drives a HostLink.
+
+``SerialTransport`` opens anything pyserial's ``serial_for_url`` opens: /dev/ttyACM0 (USB
+CDC-ACM), /dev/ttyUSB0 (a UART adapter), a pty, ``socket://host:port``, ``loop://``.
+Measured with pyserial 3.5 on a pty: an unplug makes the next read raise at once (the
+bytes still buffered are gone) while ``is_open`` stays true, so a read error, not
+``is_open``, is what says the link is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from firmware_bridge.host import HostLink, ReceivedFrame
+
+log = logging.getLogger(__name__)
+
+
+class LinkDown(Exception):
+    """The transport went away (unplugged, closed, reset)."""
+
+
+class Transport(Protocol):
+    name: str
+
+    def open(self) -> None: ...
+    def read(self) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    def __init__(self, url: str, baudrate: int = 921600, read_timeout: float = 0.05) -> None:
+        self.name = url
+        self.url = url
+        self.baudrate = baudrate
+        self.read_timeout = read_timeout
+        self._port: Any = None
+
+    def open(self) -> None:
+        import serial  # pyserial: part of the edge profile
+
+        try:
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=self.read_timeout
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkDown(f"{self.url}: cannot open ({exc})") from None
+
+    def read(self) -> bytes:
+        import serial
+
+        if self._port is None:
+            raise LinkDown(f"{self.url}: not open")
+        try:
+            waiting = self._port.in_waiting
+            data: bytes = self._port.read(max(1, min(waiting, 1 << 16)))
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise LinkDown(f"{self.url}: {exc}") from None
+        return data
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        if self._port is None or not data:
+            return
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise LinkDown(f"{self.url}: {exc}") from None
+
+    def close(self) -> None:
+        if self._port is not None:
+            with contextlib.suppress(Exception):
+                self._port.close()
+            self._port = None
+
+
+class Receiver:
+    """Reads a transport into a HostLink, writes its replies back, survives unplugs.
+
+    ``poll()`` does one read and returns the frames it completed; the caller stores them
+    and calls ``link.confirm(frame)``. A lost link is reopened with backoff (50 ms
+    doubling to ``max_backoff``); the recorder introduces itself again with HELLO.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        link: HostLink,
+        *,
+        max_backoff: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.link = link
+        self.max_backoff = max_backoff
+        self.connected = False
+        self.reconnects = 0
+        self._backoff = 0.05
+        self._retry_at = 0.0
+        self._clock = clock
+
+    def poll(self) -> list[ReceivedFrame]:
+        if not self.connected and not self._connect():
+            return []
+        try:
+            data = self.transport.read()
+            if data:
+                self.link.receive(data)
+            self.transport.write(self.link.outgoing())
+        except LinkDown as exc:
+            log.warning("link down: %s", exc)
+            self.connected = False
+            self.link.on_disconnect()
+            self._retry_at = self._clock()
+        frames = []
+        while (frame := self.link.take()) is not None:
+            frames.append(frame)
+        return frames
+
+    def _connect(self) -> bool:
+        now = self._clock()
+        if now < self._retry_at:
+            time.sleep(min(self._retry_at - now, 0.05))
+            return False
+        try:
+            self.transport.open()
+        except LinkDown as exc:
+            log.info("%s; retrying in %.2f s", exc, self._backoff)
+            self._retry_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.max_backoff)
+            return False
+        if self.reconnects or self.link.counters["disconnects"]:
+            self.reconnects += 1
+        self.connected = True
+        self._backoff = 0.05
+        return True
+
+    def flush(self) -> None:
+        """Send whatever the link has queued (ACKs after confirms, RESULTs)."""
+        if self.connected:
+            try:
+                self.transport.write(self.link.outgoing())
+            except LinkDown:
+                self.connected = False
+                self.link.on_disconnect()
+
+    def close(self) -> None:
+        self.transport.close()
