@@ -18,7 +18,7 @@ from firmware_bridge.recorder import Outgoing
 @dataclass(frozen=True)
 class Faults:
     ber: float = 0.0  # bit-error rate on every byte sent
-    burst_rate: float = 0.0  # per message: a noise burst inserted before it
+    burst_rate: float = 0.0  # per message: a noise burst overwrites part of it
     burst_len: int = 64
     drop_rate: float = 0.0  # per byte: the byte vanishes
     insert_rate: float = 0.0  # per byte: a random byte appears after it
@@ -81,10 +81,6 @@ class FaultInjector:
                 if f.duplicate_rate and rng.random() < f.duplicate_rate:
                     messages.insert(i + 1, m)
                     self.truth.duplicated += 1
-            if f.burst_rate and rng.random() < f.burst_rate:
-                # Noise between messages: the leading delimiter of the next one ends it.
-                out += bytes(rng.randrange(1, 256) for _ in range(f.burst_len))
-                self.truth.bursts += 1
             out += self._damage(m)
             i += 1
         self.truth.bytes_sent += len(out)
@@ -105,6 +101,12 @@ class FaultInjector:
             touched = True
             if m.frame is not None:
                 self.truth.truncated.add(m.frame)
+        if f.burst_rate and rng.random() < f.burst_rate:
+            # Noise over the line: burst_len random bytes replace what was there.
+            start = rng.randrange(len(data))
+            data[start : start + f.burst_len] = rng.randbytes(f.burst_len)[: len(data) - start]
+            self.truth.bursts += 1
+            touched = True
         if f.ber:
             bits = len(data) * 8
             position = -1

@@ -116,7 +116,7 @@ class HostLink:
         """The transport went away. Without retransmission open frames are lost; with it
         the recorder resends them after the next HELLO."""
         self.counters["disconnects"] += 1
-        self.decoder = StreamDecoder(self.decoder.max_payload)
+        self.decoder.reset()
         if not self.retransmit and self.session is not None:
             for index in sorted(self._open):
                 self._lose(index, LostReason.DISCONNECT)

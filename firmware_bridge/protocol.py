@@ -190,6 +190,18 @@ def decode_token(token: bytes, max_payload: int) -> Message:
     try:
         raw = cobs.decode(token)
     except cobs.DecodeError:
+        # A token cut short ends inside a COBS block. If what came before is a sound
+        # header, say which message was cut, so that it can be asked for again.
+        prefix = _cobs_prefix(token)
+        if len(prefix) >= HEADER_SIZE:
+            try:
+                header = decode_header(prefix)
+            except ProtocolError:
+                header = None
+            if header is not None and len(prefix) < HEADER_SIZE + header.length + TRAILER_SIZE:
+                raise ProtocolError(
+                    "truncated", f"message cut after {len(prefix)} bytes", header
+                ) from None
         raise ProtocolError("cobs", "invalid COBS encoding") from None
     header = decode_header(raw)
     if header.length > max_payload:
@@ -209,6 +221,22 @@ def decode_token(token: bytes, max_payload: int) -> Message:
     if crc32(raw[: expected - TRAILER_SIZE]) != crc:
         raise ProtocolError("crc", "CRC-32C mismatch", header)
     return Message(header, raw[HEADER_SIZE : expected - TRAILER_SIZE])
+
+
+def _cobs_prefix(token: bytes) -> bytes:
+    """What a COBS token cut short decodes to, up to the cut: only to name the message
+    that was cut (its header), never to deliver anything."""
+    out = bytearray()
+    pos = 0
+    while pos < len(token) and len(out) < HEADER_SIZE:
+        code = token[pos]
+        if code == 0:
+            break
+        out += token[pos + 1 : pos + code]
+        pos += code
+        if pos < len(token) and code < 0xFF:
+            out.append(0)
+    return bytes(out)
 
 
 # Payloads ------------------------------------------------------------------------------

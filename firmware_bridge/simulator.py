@@ -163,10 +163,10 @@ class Plan:
     count: int = 100
     fps: float = 0.0  # 0: as fast as the link and the host's credits allow
     retransmit: bool = True  # False: the recorder ignores NACKs (a link without them)
-    unplug_at: list[int] = field(default_factory=list)  # after sending these frames
-    reboot_at: list[int] = field(default_factory=list)  # new session after these frames
+    unplug_at: list[int] = field(default_factory=list)  # in the middle of these frames
+    reboot_at: list[int] = field(default_factory=list)  # in the middle of these frames
     line_rate: float = 0.0  # bytes per second on the wire, 0: unlimited
-    linger_s: float = 5.0  # at the end, how long to wait for the host to settle
+    linger_s: float = 5.0  # at the end, how long to wait without progress for the host
 
 
 @dataclass
@@ -236,7 +236,7 @@ class Simulator:
         next_capture = time.monotonic()
         last_hello = last_beat = 0.0
         unplug_at, reboot_at = set(plan.unplug_at), set(plan.reboot_at)
-        settle_deadline: float | None = None
+        last_progress = time.monotonic()
         while not self._stopped:
             now = time.monotonic()
             rec = self.recorder
@@ -260,16 +260,23 @@ class Simulator:
                 continue
             messages = rec.next_messages()
             if messages:
-                self._send(messages)
-                sent_frame = max((m.frame for m in messages if m.frame is not None), default=-1)
-                if sent_frame in unplug_at and messages[-1].type == MessageType.META:
-                    unplug_at.discard(sent_frame)
+                frame = messages[-1].frame
+                cut = frame is not None and messages[-1].type == MessageType.META
+                if cut and frame in unplug_at:
+                    # Pull the cable in the middle of the frame.
+                    unplug_at.discard(frame)
+                    self._send(messages[: len(messages) // 2])
                     self.wire.unplug()
                     rec.reconnected()
-                if sent_frame in reboot_at and messages[-1].type == MessageType.META:
-                    reboot_at.discard(sent_frame)
+                elif cut and frame in reboot_at:
+                    # Reboot in the middle of the frame: a new session, the RAM is gone.
+                    reboot_at.discard(frame)
+                    self._send(messages[: len(messages) // 2])
                     self.recorder = self._new_recorder(rec.session + 1)
                     self.sessions.append(self.recorder)
+                else:
+                    self._send(messages)
+                last_progress = now
                 self._pump_replies(0.0)
                 continue
             if now - last_beat >= HEARTBEAT_S:
@@ -277,10 +284,8 @@ class Simulator:
                 last_beat = now
             if captured >= plan.count and rec.idle:
                 break
-            if captured >= plan.count:
-                settle_deadline = settle_deadline or now + plan.linger_s
-                if now > settle_deadline:
-                    break
+            if captured >= plan.count and now - last_progress > plan.linger_s:
+                break  # the host has gone quiet: give up waiting for it
             wait = (next_capture - now) if plan.fps and captured < plan.count else HEARTBEAT_S
             self._pump_replies(max(0.0, min(wait, HEARTBEAT_S)))
         self._send([self.recorder.heartbeat()])

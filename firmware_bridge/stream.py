@@ -56,6 +56,11 @@ class StreamDecoder:
         self.max_payload = max_payload
         self.max_token = max_token(max_payload)
 
+    def reset(self) -> None:
+        """Forget a partial token (the link dropped); counters stay."""
+        self._buffer.clear()
+        self._discarding = False
+
     def feed(self, data: bytes) -> list[Message | LinkError]:
         events: list[Message | LinkError] = []
         counters = self.counters

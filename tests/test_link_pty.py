@@ -1,0 +1,254 @@
+"""The recorder link end to end over real ptys: the simulator (``capsule-edge simulate``)
+in its own process, the host reading the pty with pyserial, faults injected by seed.
+
+Every run ends when the simulator has nothing left to send and exits (the host has
+acknowledged or given up on every frame); a deadline only guards against a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge.host import HostLink, ReceivedFrame
+from firmware_bridge.ledger import Outcome
+from firmware_bridge.simulator import frame_bytes
+from firmware_bridge.transport import Receiver, SerialTransport
+
+DEADLINE_S = 240
+
+
+@dataclass
+class LinkRun:
+    link: HostLink
+    receiver: Receiver
+    truth: dict
+    frames: dict[tuple[int, int], ReceivedFrame] = field(default_factory=dict)
+    corrupt: int = 0
+    duplicates: int = 0
+
+    def outcomes(self, session: int = 1) -> dict[int, tuple[Outcome, str | None]]:
+        ledger = self.link.ledger.sessions[session]
+        return {i: (ledger.outcome(i), ledger.reasons.get(i)) for i in range(len(ledger.outcomes))}
+
+
+def run_link(
+    tmp_path: Path,
+    *sim_args: str,
+    count: int,
+    size: int = 30_000,
+    retransmit: bool = True,
+    stall_until_dropped: bool = False,
+    capacity: int = 64,
+    seed: int = 0,
+) -> LinkRun:
+    """Stream ``count`` synthetic frames from the simulator to a HostLink over a pty."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "truth.json"
+    symlink = tmp_path / "ttyRECORDER"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.cli",
+        "simulate",
+        "--pty",
+        str(symlink),
+        "--count",
+        str(count),
+        "--size",
+        str(size),
+        "--log",
+        str(log),
+        "--linger",
+        "3",
+        "--seed",
+        str(seed),
+        *sim_args,
+    ]
+    if not retransmit:
+        cmd.append("--no-retransmit")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == str(symlink)
+    link = HostLink(retransmit=retransmit, capacity=capacity)
+    run = LinkRun(link, Receiver(SerialTransport(str(symlink)), link), {})
+    deadline = time.monotonic() + DEADLINE_S
+    held: list[ReceivedFrame] = []
+    try:
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the link did not finish"
+            for frame in run.receiver.poll():
+                key = (frame.session, frame.index)
+                if key in run.frames:
+                    run.duplicates += 1
+                run.frames[key] = frame
+                if frame.data != frame_bytes(seed, frame.index, size):
+                    run.corrupt += 1
+                held.append(frame)
+            stalled = stall_until_dropped and not link.counters["drops"]
+            if not stalled:
+                for frame in held:
+                    link.confirm(frame)
+                held.clear()
+            run.receiver.flush()
+        # What the simulator sent last (its closing heartbeat) may still be in the pty.
+        for _ in range(5):
+            for frame in run.receiver.poll():
+                run.frames[(frame.session, frame.index)] = frame
+                link.confirm(frame)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run.receiver.close()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err[-2000:]
+    run.truth = json.loads(log.read_text())
+    return run
+
+
+def _sent(run: LinkRun, session: int = 1) -> list[int]:
+    return [i for s, i, _, _ in run.truth["frames"] if s == session]
+
+
+def test_clean_link_delivers_every_frame_byte_identical(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", count=10_000)
+    assert run.corrupt == 0 and run.duplicates == 0
+    outcomes = run.outcomes()
+    assert len(outcomes) == 10_000
+    assert {o for o, _ in outcomes.values()} == {Outcome.DELIVERED}
+    assert len(run.frames) == 10_000
+    assert not run.link.decoder.counters.errors
+
+
+def test_bit_errors_with_retransmission_lose_nothing(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--ber", "1e-5", count=300, seed=3)
+    assert run.corrupt == 0
+    outcomes = run.outcomes()
+    assert len(outcomes) == 300
+    assert {o for o, _ in outcomes.values()} <= {
+        Outcome.DELIVERED,
+        Outcome.DELIVERED_AFTER_RETRANSMIT,
+    }
+    retransmitted = sum(o == Outcome.DELIVERED_AFTER_RETRANSMIT for o, _ in outcomes.values())
+    assert retransmitted == len(run.truth["damaged"])  # exactly the damaged frames were resent
+    assert run.link.decoder.counters.errors["crc"] > 0
+
+
+def _matches_truth(run: LinkRun) -> None:
+    """Without retransmission: every frame intact or LOST, as the simulator damaged it."""
+    assert run.corrupt == 0
+    outcomes = run.outcomes()
+    assert sorted(outcomes) == _sent(run)
+    lost = {i for i, (o, _) in outcomes.items() if o == Outcome.LOST}
+    delivered = {i for i, (o, _) in outcomes.items() if o == Outcome.DELIVERED}
+    assert lost | delivered == set(outcomes)
+    assert lost == set(run.truth["damaged"])
+    assert delivered and lost  # the case tests something
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param(("--ber", "1e-4"), id="ber-1e-4"),
+        pytest.param(("--burst-rate", "0.05", "--burst-len", "64"), id="noise-bursts-64B"),
+        pytest.param(("--drop-rate", "1e-5", "--insert-rate", "1e-5"), id="drops-insertions"),
+    ],
+)
+def test_damage_without_retransmission_matches_ground_truth(tmp_path: Path, faults: tuple):
+    run = run_link(tmp_path, "--fps", "0", *faults, count=400, size=2000, seed=5, retransmit=False)
+    _matches_truth(run)
+    reasons = {r for o, r in run.outcomes().values() if o == Outcome.LOST}
+    assert reasons <= {"corrupt", "incomplete", "gap", "truncated"}
+
+
+def test_cut_chunks_are_resent_or_lost_as_truncated(tmp_path: Path):
+    resent = run_link(tmp_path / "a", "--fps", "0", "--truncate-rate", "0.02", count=200)
+    assert resent.corrupt == 0
+    assert {o for o, _ in resent.outcomes().values()} <= {
+        Outcome.DELIVERED,
+        Outcome.DELIVERED_AFTER_RETRANSMIT,
+    }
+    assert resent.link.decoder.counters.errors["truncated"] > 0
+
+    lost = run_link(
+        tmp_path / "b",
+        "--fps",
+        "0",
+        "--truncate-rate",
+        "0.02",
+        "--seed",
+        "1",
+        count=200,
+        retransmit=False,
+    )
+    outcomes = lost.outcomes()
+    cut = set(lost.truth["truncated"])
+    assert cut
+    for index in cut:
+        assert outcomes[index] == (Outcome.LOST, "truncated")
+        if index + 1 not in cut and index + 1 in outcomes:
+            assert outcomes[index + 1][0] == Outcome.DELIVERED  # the next frame came through
+
+
+def test_duplicated_chunks_deliver_each_frame_once(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--duplicate-rate", "0.1", count=200)
+    assert run.duplicates == 0 and run.corrupt == 0
+    assert {o for o, _ in run.outcomes().values()} == {Outcome.DELIVERED}
+    assert run.link.counters["duplicate_chunks"] == run.truth["duplicated"] > 0
+
+
+def test_reordered_chunks_are_reassembled(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--reorder-rate", "0.1", count=200, retransmit=False)
+    assert run.truth["reordered"] > 0 and run.corrupt == 0
+    assert {o for o, _ in run.outcomes().values()} == {Outcome.DELIVERED}
+
+
+def test_unplug_mid_frame_reconnects_and_resends(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--unplug-at", "40,120", count=200)
+    assert run.corrupt == 0
+    outcomes = run.outcomes()
+    assert len(outcomes) == 200
+    assert {o for o, _ in outcomes.values()} <= {
+        Outcome.DELIVERED,
+        Outcome.DELIVERED_AFTER_RETRANSMIT,
+    }
+    assert outcomes[40][0] == Outcome.DELIVERED_AFTER_RETRANSMIT
+    assert run.link.counters["disconnects"] >= 2  # and one when the simulator exits
+    assert run.link.counters["rx_hello"] == 3  # at start and after each replug
+
+
+def test_recorder_reboot_ends_the_old_sessions_open_frames(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--reboot-at", "60", count=150)
+    old = run.outcomes(1)
+    assert old[60] == (Outcome.LOST, "recorder_reset")
+    assert all(o in (Outcome.DELIVERED, Outcome.LOST) for o, _ in old.values())
+    assert all(r == "recorder_reset" for o, r in old.values() if o == Outcome.LOST)
+    new = run.outcomes(2)
+    assert new and {o for o, _ in new.values()} == {Outcome.DELIVERED}
+    assert run.link.counters["recorder_resets"] == 1
+
+
+def test_stalled_consumer_runs_credits_out_and_the_recorder_drops(tmp_path: Path):
+    run = run_link(
+        tmp_path,
+        "--fps",
+        "200",
+        "--policy",
+        "drop",
+        count=120,
+        size=4000,
+        stall_until_dropped=True,
+        capacity=8,
+    )
+    outcomes = run.outcomes()
+    assert len(outcomes) == 120
+    dropped = [i for i, (o, r) in outcomes.items() if o == Outcome.DROPPED]
+    assert dropped and all(outcomes[i][1] == "backpressure" for i in dropped)
+    assert {o for o, _ in outcomes.values()} <= {Outcome.DELIVERED, Outcome.DROPPED}
+    assert run.corrupt == 0
