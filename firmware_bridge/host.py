@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from firmware_bridge.ledger import Ledger, LostReason, Outcome, SessionLedger
 from firmware_bridge.protocol import (
+    CAP_RETRANSMIT,
     COMPAT_RETRANSMIT,
+    MAX_CHUNK_LIMIT,
     MAX_CHUNKS_PER_FRAME,
     NO_FRAME,
     UART_MAX_CHUNK,
@@ -38,6 +40,7 @@ from firmware_bridge.stream import LinkError, StreamDecoder
 
 CONTROL_PAYLOAD = 4096  # HELLO, META, ACK, DROP, RESULT all fit in this
 MAX_NACK_ROUNDS = 16  # then the host gives a frame up as LOST
+MAX_ASKED = 32  # frames named in one ACK or NACK (its payload stays under CONTROL_PAYLOAD)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ class HostLink:
     ) -> None:
         self.chunk_size = chunk_size
         self.capacity = capacity  # frames delivered but not yet confirmed, at most
-        self.retransmit = retransmit
+        self.retransmit = retransmit  # what the host offers
+        self._resend = retransmit  # what this session does: both ends must support it
         self.max_frame = max_frame
         self.decoder = StreamDecoder(max(chunk_size, CONTROL_PAYLOAD))
         self.ledger = Ledger()
@@ -94,11 +98,13 @@ class HostLink:
         self.errors: list[str] = []  # the last few typed errors, for a status line
         self.session: int | None = None
         self.hello: Hello | None = None
+        self.negotiated_chunk = chunk_size
         self._next = 0  # every index below this is settled
         self._acked = 0  # every index below this is settled and, if delivered, confirmed
         self._seen = -1  # highest index any message named
         self._open: dict[int, _Open] = {}
         self._asked_whole: set[int] = set()  # frames NACKed whole, nothing of them seen
+        self._whole_rounds: dict[int, int] = {}  # times such a frame was asked for
         self._ready: deque[ReceivedFrame] = deque()
         self._unconfirmed: set[int] = set()
         self._out: list[bytes] = []
@@ -117,7 +123,7 @@ class HostLink:
         the recorder resends them after the next HELLO."""
         self.counters["disconnects"] += 1
         self.decoder.reset()
-        if not self.retransmit and self.session is not None:
+        if not self._resend and self.session is not None:
             for index in sorted(self._open):
                 self._lose(index, LostReason.DISCONNECT)
             self._advance()
@@ -204,8 +210,9 @@ class HostLink:
             elif h.type == MessageType.META:
                 self._on_meta(h, Meta.unpack(m.payload))
             elif h.type == MessageType.DROP:
-                reason = DropReason(m.payload[0]) if m.payload else DropReason.OTHER
-                self._on_drop(h.frame, reason)
+                code = m.payload[0] if m.payload else DropReason.OTHER
+                known = code in DropReason._value2member_map_
+                self._on_drop(h.frame, DropReason(code) if known else DropReason.OTHER)
             elif h.type == MessageType.HEARTBEAT:
                 self._on_heartbeat(int.from_bytes(m.payload[:4], "little"))
             else:
@@ -215,6 +222,10 @@ class HostLink:
             self._note(f"{h.type.name} frame {h.frame}: {exc}")
 
     def _on_hello(self, h: Header, hello: Hello) -> None:
+        if h.session == 0:
+            self.counters["bad_hello"] += 1
+            self._note("HELLO with session id 0 (reserved)")
+            return
         if self.session is not None and h.session != self.session:
             # A new session: the recorder rebooted; what the old one had open is gone.
             old = self._ledger()
@@ -222,27 +233,39 @@ class HostLink:
             for index in old.pending():
                 old.settle(index, Outcome.LOST, LostReason.RECORDER_RESET.value)
             self.counters["recorder_resets"] += 1
-            self._next = self._acked = 0
-            self._seen = -1
             self._open.clear()
             self._asked_whole.clear()
+            self._whole_rounds.clear()
             self._unconfirmed.clear()
+            self._ready.clear()
+        if h.session != self.session:
+            # Start where the recorder stands: below ``base`` it holds nothing any more
+            # (an earlier host instance acknowledged it).
+            self._next = self._acked = hello.base
+            self._seen = hello.base - 1
+            self.ledger.session(h.session, start=hello.base)
         self.session = h.session
         self.hello = hello
-        size = max(64, min(hello.max_chunk or self.chunk_size, self.chunk_size))
-        self.decoder.set_max_payload(max(size, CONTROL_PAYLOAD))
+        self._resend = self.retransmit and bool(hello.capabilities & CAP_RETRANSMIT)
+        size = min(hello.max_chunk or self.chunk_size, self.chunk_size, MAX_CHUNK_LIMIT)
+        self.negotiated_chunk = max(16, size)
+        self.decoder.set_max_payload(max(self.negotiated_chunk, CONTROL_PAYLOAD))
         self._ledger()
-        ack = HelloAck(size, self.credits, self._acked)
+        ack = HelloAck(self.negotiated_chunk, self.credits, self._acked)
         self._out.append(encode(Header(MessageType.HELLO_ACK, session=h.session), ack.pack()))
 
     def _admissible(self, index: int) -> bool:
         if index < self._next or self._ledger().outcome(index) != Outcome.PENDING:
             self.counters["duplicates"] += 1
             return False
-        if index >= self._next + self.capacity * 2 + 64:
+        if index >= self._limit():
             self.counters["beyond_window"] += 1
             return False
         return True
+
+    def _limit(self) -> int:
+        """No sound recorder names a frame this far ahead of what is settled."""
+        return self._next + self.capacity * 2 + 64
 
     def _on_chunk(self, h: Header, payload: bytes) -> None:
         if not self._admissible(h.frame):
@@ -257,6 +280,10 @@ class HostLink:
         entry.chunks = h.chunks
         if h.chunk in entry.parts:
             self.counters["duplicate_chunks"] += 1
+            return
+        if len(payload) > self.negotiated_chunk:
+            self.counters["oversize_chunks"] += 1
+            entry.damage = LostReason.CORRUPT.value
             return
         if entry.size + len(payload) > self.max_frame:
             self.counters["frame_too_large"] += 1
@@ -286,6 +313,9 @@ class HostLink:
         self._progress(h.frame, entry.chunks or None)
 
     def _on_drop(self, index: int, reason: DropReason) -> None:
+        if index >= self._limit():
+            self.counters["beyond_window"] += 1
+            return
         self.counters["drops"] += 1
         if self._ledger().settle(index, Outcome.DROPPED, reason.name.lower()):
             self._open.pop(index, None)
@@ -295,8 +325,11 @@ class HostLink:
 
     def _on_heartbeat(self, next_index: int) -> None:
         """The recorder has sent every frame below ``next_index``."""
+        if next_index > self._limit():
+            self.counters["beyond_window"] += 1
+            return
         self._seen = max(self._seen, next_index - 1)
-        if not self.retransmit:
+        if not self._resend:
             for index in range(self._next, next_index):
                 self._close(index)
             self._advance()
@@ -313,7 +346,7 @@ class HostLink:
         if entry is not None and entry.chunks and not entry.missing():
             self._complete(index, entry)
         previous_seen, self._seen = self._seen, max(self._seen, index)
-        if not self.retransmit:
+        if not self._resend:
             # Serial links keep order: once a later frame speaks, earlier ones are over.
             for earlier in range(self._next, index):
                 self._close(earlier)
@@ -321,10 +354,14 @@ class HostLink:
             return
         wanted: dict[int, tuple[int, bytes]] = {}
         for earlier in range(max(self._next, previous_seen + 1), index):
+            if len(wanted) >= MAX_ASKED:
+                break
             if earlier not in self._open and earlier not in self._asked_whole:
                 self._asked_whole.add(earlier)  # nothing of it arrived: ask for all of it
                 wanted[earlier] = (0, b"")
         for earlier in sorted(k for k in self._open if k <= index):
+            if len(wanted) >= MAX_ASKED:
+                break
             e = self._open[earlier]
             if not e.chunks:
                 continue
@@ -342,7 +379,7 @@ class HostLink:
         data = b"".join(entry.parts[i] for i in range(entry.chunks))
         if len(data) != entry.meta.size or crc32(data) != entry.meta.crc:
             self.counters["frame_crc_errors"] += 1
-            if self.retransmit and entry.nack_rounds < MAX_NACK_ROUNDS:
+            if self._resend and entry.nack_rounds < MAX_NACK_ROUNDS:
                 entry.parts.clear()
                 entry.meta = None
                 entry.nack_rounds += 1
@@ -390,6 +427,7 @@ class HostLink:
         ledger = self._ledger()
         while self._next <= self._seen and ledger.outcome(self._next) != Outcome.PENDING:
             self._asked_whole.discard(self._next)
+            self._whole_rounds.pop(self._next, None)
             self._next += 1
         while self._acked < self._next and self._acked not in self._unconfirmed:
             self._acked += 1
@@ -400,12 +438,17 @@ class HostLink:
 
     def _send_ack(self, missing: bool = False) -> None:
         wanted: dict[int, tuple[int, bytes]] = {}
-        if missing and self.retransmit:
+        if missing and self._resend:
             for index in range(self._next, self._seen + 1):
                 entry = self._open.get(index)
                 if self._ledger().outcome(index) != Outcome.PENDING:
                     continue
                 if entry is None or not entry.chunks:
+                    rounds = self._whole_rounds.get(index, 0) + 1
+                    if rounds > MAX_NACK_ROUNDS:
+                        self._lose(index, LostReason.GAP)
+                        continue
+                    self._whole_rounds[index] = rounds
                     self._asked_whole.add(index)
                     wanted[index] = (0, b"")
                 else:
@@ -416,7 +459,7 @@ class HostLink:
                         continue
                     count = entry.chunks + 1
                     wanted[index] = (count, bitmap(entry.missing(), count))
-                if len(wanted) >= 32:
+                if len(wanted) >= MAX_ASKED or _packed(wanted) > CONTROL_PAYLOAD - 600:
                     break
             self._advance()
         ack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.credits, wanted)
@@ -433,3 +476,7 @@ class HostLink:
     def _note(self, text: str) -> None:
         self.errors.append(text)
         del self.errors[:-20]
+
+
+def _packed(wanted: dict[int, tuple[int, bytes]]) -> int:
+    return sum(6 + len(bitmap) for _, bitmap in wanted.values())

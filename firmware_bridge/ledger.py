@@ -34,9 +34,12 @@ class SessionLedger:
     session: int
     outcomes: bytearray = field(default_factory=bytearray)
     reasons: dict[int, str] = field(default_factory=dict)
+    start: int = 0  # indices below were settled before this host joined (a restart)
 
     def settle(self, index: int, outcome: Outcome, reason: str | None = None) -> bool:
         """Record a final outcome; False (and nothing changes) if it was already final."""
+        if index < self.start:
+            return False
         if index >= len(self.outcomes):
             self.outcomes.extend(bytes(index + 1 - len(self.outcomes)))
         if self.outcomes[index] != Outcome.PENDING:
@@ -47,6 +50,8 @@ class SessionLedger:
         return True
 
     def outcome(self, index: int) -> Outcome:
+        if index < self.start:
+            raise ValueError(f"frame {index} was settled before this host joined")
         return Outcome(self.outcomes[index]) if index < len(self.outcomes) else Outcome.PENDING
 
     def known(self, count: int) -> None:
@@ -55,11 +60,15 @@ class SessionLedger:
             self.outcomes.extend(bytes(count - len(self.outcomes)))
 
     def pending(self) -> list[int]:
-        return [i for i, o in enumerate(self.outcomes) if o == Outcome.PENDING]
+        return [
+            i for i, o in enumerate(self.outcomes) if o == Outcome.PENDING and i >= self.start
+        ]
 
     def counts(self) -> Counter[str]:
         counts: Counter[str] = Counter()
         for i, o in enumerate(self.outcomes):
+            if i < self.start:
+                continue
             name = Outcome(o).name
             counts[f"{name}({self.reasons[i]})" if i in self.reasons else name] += 1
         return counts
@@ -69,9 +78,9 @@ class Ledger:
     def __init__(self) -> None:
         self.sessions: dict[int, SessionLedger] = {}
 
-    def session(self, session: int) -> SessionLedger:
+    def session(self, session: int, start: int = 0) -> SessionLedger:
         if session not in self.sessions:
-            self.sessions[session] = SessionLedger(session)
+            self.sessions[session] = SessionLedger(session, start=start)
         return self.sessions[session]
 
     def counts(self) -> Counter[str]:

@@ -1,6 +1,6 @@
 """The capsule-edge recorder link, version 1: messages and their bytes (docs/protocol.md).
 
-A message on the wire is ``COBS(header | payload | crc32c) 0x00``:
+A message on the wire is ``0x00 COBS(header | payload | crc32c) 0x00``:
 
 - the header (32 bytes, little-endian) carries its own CRC-16/CCITT-FALSE, so a corrupt
   length or type is caught before the payload is even looked at;
@@ -36,7 +36,7 @@ COMPAT_RETRANSMIT = 0x01  # this chunk or META is a resend
 
 UART_MAX_CHUNK = 1024
 USB_MAX_CHUNK = 16384
-MAX_CHUNK_LIMIT = 65536  # the largest chunk either side may ever negotiate
+MAX_CHUNK_LIMIT = 65535  # the largest chunk either side may ever negotiate (u16)
 MAX_CHUNKS_PER_FRAME = 4096
 NO_FRAME = 0xFFFFFFFF
 
@@ -49,7 +49,8 @@ class MessageType(enum.IntEnum):
     ACK = 5  # host -> recorder: highest contiguous frame, credits, open frames' bitmaps
     NACK = 6  # host -> recorder: resend these chunks now
     DROP = 7  # recorder -> host: this frame will never come, and why
-    HEARTBEAT = 8  # both ways: alive; the recorder's next frame index
+    HEARTBEAT = 8  # recorder: alive, and every frame below the index in it was sent;
+    # host (session 0): "I do not know you: say HELLO"
     RESULT = 9  # host -> recorder: findings for a frame
 
 
@@ -61,8 +62,8 @@ class Codec(enum.IntEnum):
 
 
 class DropReason(enum.IntEnum):
-    BACKPRESSURE = 1  # no credits for too long; the recorder chose to drop
-    EVICTED = 2  # the retransmit window was full
+    BACKPRESSURE = 1  # captured while the host had no credits (policy "drop")
+    EVICTED = 2  # asked for a frame the recorder no longer holds
     SENSOR_ERROR = 3
     RECORDER_FULL = 4
     OTHER = 255
@@ -198,6 +199,12 @@ def decode_token(token: bytes, max_payload: int) -> Message:
                 header = decode_header(prefix)
             except ProtocolError:
                 header = None
+            if header is not None and header.length > max_payload:
+                raise ProtocolError(
+                    "oversize",
+                    f"payload length {header.length} exceeds the negotiated {max_payload}",
+                    header,
+                ) from None
             if header is not None and len(prefix) < HEADER_SIZE + header.length + TRAILER_SIZE:
                 raise ProtocolError(
                     "truncated", f"message cut after {len(prefix)} bytes", header
@@ -206,7 +213,9 @@ def decode_token(token: bytes, max_payload: int) -> Message:
     header = decode_header(raw)
     if header.length > max_payload:
         raise ProtocolError(
-            "oversize", f"payload length {header.length} exceeds the negotiated {max_payload}"
+            "oversize",
+            f"payload length {header.length} exceeds the negotiated {max_payload}",
+            header,
         )
     expected = HEADER_SIZE + header.length + TRAILER_SIZE
     if len(raw) < expected:
@@ -241,7 +250,8 @@ def _cobs_prefix(token: bytes) -> bytes:
 
 # Payloads ------------------------------------------------------------------------------
 
-HELLO = struct.Struct("<HHHH")  # max chunk, window (frames), capabilities, name length
+HELLO = struct.Struct("<HHHIIH")  # max chunk, window, capabilities, base, next, name length
+CAP_RETRANSMIT = 0x0001  # the recorder resends what the host asks for
 HELLO_ACK = struct.Struct("<HHI")  # chunk size, credits, resume (next frame wanted)
 META = struct.Struct("<IIHHHHB")  # size, crc32c, width, height, sensor status, battery mV, n/a
 ACK = struct.Struct("<IHB")  # highest contiguous (NO_FRAME: none), credits, open frames
@@ -257,18 +267,25 @@ class Hello:
     max_chunk: int
     window: int
     name: str = ""
-    capabilities: int = 0
+    capabilities: int = CAP_RETRANSMIT
+    base: int = 0  # the lowest frame index the recorder still holds (or has not sent)
+    next: int = 0  # the next frame index it will capture
 
     def pack(self) -> bytes:
-        name = self.name.encode("utf-8")[:255]
-        return HELLO.pack(self.max_chunk, self.window, self.capabilities, len(name)) + name
+        # At most 255 bytes, cut on a character boundary.
+        name = self.name.encode("utf-8")[:255].decode("utf-8", "ignore").encode("utf-8")
+        head = HELLO.pack(
+            self.max_chunk, self.window, self.capabilities, self.base, self.next, len(name)
+        )
+        return head + name
 
     @classmethod
     def unpack(cls, data: bytes) -> Hello:
         _need(data, HELLO.size, "HELLO")
-        max_chunk, window, caps, n = HELLO.unpack_from(data)
+        max_chunk, window, caps, base, nxt, n = HELLO.unpack_from(data)
+        _need(data, HELLO.size + n, "HELLO name")
         name = data[HELLO.size : HELLO.size + n].decode("utf-8", errors="replace")
-        return cls(max_chunk, window, name, caps)
+        return cls(max_chunk, window, name, caps, base, nxt)
 
 
 @dataclass(frozen=True)
@@ -308,7 +325,7 @@ class Meta:
 
 @dataclass(frozen=True)
 class Ack:
-    highest: int  # highest frame index below which everything is settled; NO_FRAME: none
+    highest: int  # every index at or below this is settled and stored; NO_FRAME: none
     credits: int  # frames beyond ``highest`` the recorder may have in flight
     missing: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     # open frame -> (chunk count, bitmap of chunks still missing, bit i = chunk i)
@@ -316,7 +333,8 @@ class Ack:
     def pack(self) -> bytes:
         parts = [ACK.pack(self.highest, self.credits, len(self.missing))]
         for index, (count, bitmap) in self.missing.items():
-            parts.append(OPEN_FRAME.pack(index, count) + bitmap[: (count + 7) // 8])
+            size = (count + 7) // 8
+            parts.append(OPEN_FRAME.pack(index, count) + bitmap[:size].ljust(size, b"\0"))
         return b"".join(parts)
 
     @classmethod
@@ -354,11 +372,9 @@ class Result:
     boxes: tuple[tuple[int, int, int, int, float], ...] = ()
 
     def pack(self) -> bytes:
-        head = RESULT_HEAD.pack(
-            self.class_id, round(self.confidence * 65535), min(len(self.boxes), 255)
-        )
+        head = RESULT_HEAD.pack(self.class_id, _unit(self.confidence), min(len(self.boxes), 255))
         body = b"".join(
-            RESULT_BOX.pack(x0, y0, x1, y1, round(score * 65535))
+            RESULT_BOX.pack(x0, y0, x1, y1, _unit(score))
             for x0, y0, x1, y1, score in self.boxes[:255]
         )
         return head + body
@@ -376,6 +392,11 @@ class Result:
             )
         )
         return cls(class_id, conf / 65535, boxes)
+
+
+def _unit(value: float) -> int:
+    """A 0-1 score as a u16 fraction of 65535 (clamped)."""
+    return round(min(max(value, 0.0), 1.0) * 65535)
 
 
 def _need(data: bytes, size: int, what: str) -> None:

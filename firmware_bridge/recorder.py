@@ -14,6 +14,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from firmware_bridge.protocol import (
+    CAP_RETRANSMIT,
     COMPAT_RETRANSMIT,
     NO_FRAME,
     UART_MAX_CHUNK,
@@ -46,7 +47,7 @@ class CapturedFrame:
     height: int = 0
     timestamp_us: int = 0
     chunks: int = 0
-    sent: bool = False
+    chunk_size: int = 0  # fixed when first sent, so that resends line up
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Recorder:
         queue: int = 256,
         policy: Policy = Policy.WAIT,
         name: str = "capsule-edge simulator",
+        retransmit: bool = True,
     ) -> None:
         self.session = session
         self.max_chunk = max_chunk
@@ -85,6 +87,7 @@ class Recorder:
         self.queue_limit = queue  # frames captured but not yet sent, at most
         self.policy = policy
         self.name = name
+        self.retransmit = retransmit
         self.chunk_size = 0  # 0 until HELLO_ACK
         self.credits = 0
         self.acked_next = 0  # every index below this the host has
@@ -154,6 +157,8 @@ class Recorder:
                 self.credits = ack.credits
                 if ack.highest != NO_FRAME:
                     self._release(ack.highest + 1)
+                if not self.retransmit:
+                    return  # a recorder without retransmission only takes the credits
                 for index, (count, bitmap) in ack.missing.items():
                     if count == 0:
                         self._resend.append((index, None))
@@ -176,7 +181,12 @@ class Recorder:
     # --- output ------------------------------------------------------------------------
 
     def hello(self) -> Outgoing:
-        payload = Hello(self.max_chunk, self.window, self.name).pack()
+        # The lowest index the host must still hear about: held, or dropped and not yet
+        # covered by an ACK.
+        unreported = [i for i in self.drops if i >= self.acked_next]
+        base = min([next(iter(self._window), self.next_unsent), *unreported])
+        caps = CAP_RETRANSMIT if self.retransmit else 0
+        payload = Hello(self.max_chunk, self.window, self.name, caps, base, self._next_index).pack()
         return Outgoing(
             encode(Header(MessageType.HELLO, session=self.session), payload), MessageType.HELLO
         )
@@ -214,7 +224,9 @@ class Recorder:
             index, chunk = self._resend.popleft()
             frame = self._window.get(index)
             if frame is None:
-                if self.acked_next <= index < self.next_unsent and index not in self.drops:
+                if index in self.drops:  # the DROP itself may have been lost: say it again
+                    self._pending_drops.append((index, self.drops[index]))
+                elif self.acked_next <= index < self.next_unsent:
                     # Asked for a frame we no longer hold: say so.
                     self._drop(index, DropReason.EVICTED)
                 return out
@@ -225,6 +237,7 @@ class Recorder:
             return out
         if self._queue and self._may_send_new():
             frame = self._queue.popleft()
+            frame.chunk_size = self.chunk_size
             frame.chunks = max(1, -(-len(frame.data) // self.chunk_size))
             self._window[frame.index] = frame
             self.counters.sent_frames += 1
@@ -249,7 +262,7 @@ class Recorder:
             return Outgoing(
                 encode(header, meta.pack()), MessageType.META, frame.index, None, retransmit
             )
-        start = chunk * self.chunk_size
+        start = chunk * frame.chunk_size
         header = Header(
             MessageType.CHUNK,
             session=self.session,
@@ -260,7 +273,7 @@ class Recorder:
             codec=frame.codec,
             compat=compat,
         )
-        payload = frame.data[start : start + self.chunk_size]
+        payload = frame.data[start : start + frame.chunk_size]
         return Outgoing(encode(header, payload), MessageType.CHUNK, frame.index, chunk, retransmit)
 
     @property

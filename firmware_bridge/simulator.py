@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware_bridge.faults import FaultInjector, Faults
-from firmware_bridge.protocol import UART_MAX_CHUNK, Ack, Codec, Message, MessageType, crc32
+from firmware_bridge.protocol import UART_MAX_CHUNK, Codec, MessageType, crc32
 from firmware_bridge.recorder import Outgoing, Policy, Recorder
 from firmware_bridge.stream import LinkError, StreamDecoder
 
@@ -204,7 +204,13 @@ class Simulator:
         self._stopped = False
 
     def _new_recorder(self, session: int) -> Recorder:
-        return Recorder(session, max_chunk=self.chunk, window=self.window, policy=self.policy)
+        return Recorder(
+            session,
+            max_chunk=self.chunk,
+            window=self.window,
+            policy=self.policy,
+            retransmit=self.plan.retransmit,
+        )
 
     def stop(self) -> None:
         self._stopped = True
@@ -214,9 +220,6 @@ class Simulator:
         for event in self._decoder.feed(data) if data else []:
             if isinstance(event, LinkError):
                 continue
-            if event.type in (MessageType.ACK, MessageType.NACK) and not self.plan.retransmit:
-                # A recorder without retransmission only takes the credits and releases.
-                event = _without_missing(event)
             self.recorder.on_message(event)
 
     def _send(self, messages: list[Outgoing]) -> None:
@@ -312,11 +315,3 @@ class Simulator:
             "sessions": [r.session for r in self.sessions],
         }
         path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-
-
-def _without_missing(event: Message) -> Message:
-    try:
-        ack = Ack.unpack(event.payload)
-    except ValueError:
-        return event
-    return Message(event.header, Ack(ack.highest, ack.credits).pack())

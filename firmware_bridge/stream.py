@@ -55,6 +55,9 @@ class StreamDecoder:
         """After negotiation: the largest payload accepted from now on."""
         self.max_payload = max_payload
         self.max_token = max_token(max_payload)
+        if hasattr(self, "_buffer") and len(self._buffer) > self.max_token:
+            self._buffer.clear()
+            self._discarding = True
 
     def reset(self) -> None:
         """Forget a partial token (the link dropped); counters stay."""
@@ -69,7 +72,7 @@ class StreamDecoder:
         while True:
             end = data.find(DELIMITER, start)
             if end < 0:
-                self._keep(data, start)
+                self._keep(data, start, events)
                 return events
             if self._discarding:
                 self._discarding = False
@@ -96,13 +99,14 @@ class StreamDecoder:
             counters.messages += 1
             events.append(message)
 
-    def _keep(self, data: bytes, start: int) -> None:
+    def _keep(self, data: bytes, start: int, events: list[Message | LinkError]) -> None:
         rest = len(data) - start
         if self._discarding:
             self.counters.discarded_bytes += rest
         elif len(self._buffer) + rest > self.max_token:
             # No valid message is this long: drop it now rather than hold it.
-            self._fail(len(self._buffer) + rest, "overlong", "no delimiter within a message")
+            size = len(self._buffer) + rest
+            events.append(self._fail(size, "overlong", "no delimiter within a message"))
             self._buffer.clear()
             self._discarding = True
         else:
