@@ -46,11 +46,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/capsule-edge demo
 
 lint: $(DEV)/.installed
-	$(DEV)/bin/ruff check edge convert tests benchmarks
-	$(DEV)/bin/ruff format --check edge convert tests benchmarks
+	$(DEV)/bin/ruff check edge convert firmware_bridge tests benchmarks
+	$(DEV)/bin/ruff format --check edge convert firmware_bridge tests benchmarks
 
 typecheck: $(DEV)/.installed
-	$(DEV)/bin/mypy edge convert benchmarks
+	$(DEV)/bin/mypy edge convert firmware_bridge benchmarks
 
 unit: $(DEV)/.installed $(VENV)/.installed
 	$(DEV)/bin/python -m pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from firmware_bridge.simulator import (
     SocketWire,
     folder_frames,
     synthetic_frames,
+    video_frames,
 )
 
 
@@ -48,6 +50,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"capsule-edge: {args.frames}: no such folder", file=sys.stderr)
             return 2
         frames = folder_frames(args.frames)
+    elif args.video is not None:
+        try:
+            frames = video_frames(args.video)
+            first = next(frames)
+        except (ValueError, StopIteration):
+            print(f"capsule-edge: {args.video}: no frames OpenCV can read", file=sys.stderr)
+            return 2
+        frames = itertools.chain([first], frames)
     else:
         frames = synthetic_frames(args.size, args.seed)
     faults = Faults(
@@ -67,6 +77,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         retransmit=not args.no_retransmit,
         unplug_at=args.unplug_at,
         reboot_at=args.reboot_at,
+        stall_at=args.stall_at,
+        stall_s=args.stall_s,
         line_rate=args.baud / 10 if args.baud else 0.0,
         linger_s=args.linger,
     )
@@ -115,6 +127,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--fps", type=float, default=5.0, help="capture rate (0: as fast as it goes)")
     s.add_argument("--size", type=int, default=30_000, help="synthetic frame size in bytes")
     s.add_argument("--frames", type=Path, help="send the image files of this folder instead")
+    s.add_argument("--video", type=Path, help="send the frames of this video (as JPEG)")
     s.add_argument("--chunk", type=int, default=UART_MAX_CHUNK, help="largest chunk payload")
     s.add_argument("--window", type=int, default=64, help="unacknowledged frames kept")
     s.add_argument(
@@ -137,6 +150,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--reorder-rate", type=_rate, default=0.0, help="chunks swapped")
     s.add_argument("--unplug-at", type=_indices, default=[], help="unplug after these frames")
     s.add_argument("--reboot-at", type=_indices, default=[], help="reboot after these frames")
+    s.add_argument("--stall-at", type=_indices, default=[], help="go quiet after these frames")
+    s.add_argument("--stall-s", type=float, default=2.0, help="how long each stall lasts")
     s.add_argument("--linger", type=float, default=5.0, help="seconds to wait for the host")
     s.add_argument("--log", type=Path, help="write the ground truth (JSON) here")
     s.set_defaults(func=cmd_simulate)

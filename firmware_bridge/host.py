@@ -40,6 +40,7 @@ from firmware_bridge.stream import LinkError, StreamDecoder
 
 CONTROL_PAYLOAD = 4096  # HELLO, META, ACK, DROP, RESULT all fit in this
 MAX_NACK_ROUNDS = 16  # then the host gives a frame up as LOST
+_RX = {t: f"rx_{t.name.lower()}" for t in MessageType}
 MAX_ASKED = 32  # frames named in one ACK or NACK (its payload stays under CONTROL_PAYLOAD)
 
 
@@ -65,17 +66,32 @@ class _Open:
     damage: str | None = None  # the worst thing seen happen to it
     nack_rounds: int = 0
     asked: set[int] = field(default_factory=set)  # pieces NACKed and not yet resent
+    size: int = 0  # payload bytes held
+    contiguous: int = 0  # every chunk below this index is held
 
-    def missing(self) -> list[int]:
-        """Missing chunk indices; index ``chunks`` stands for the META."""
-        if not self.chunks:
-            return []
-        gone = [i for i in range(self.chunks) if i not in self.parts]
-        return gone + ([self.chunks] if self.meta is None else [])
+    def add(self, chunk: int, payload: bytes) -> None:
+        self.parts[chunk] = payload
+        self.size += len(payload)
+        while self.contiguous in self.parts:
+            self.contiguous += 1
+
+    def clear(self) -> None:
+        self.parts.clear()
+        self.meta = None
+        self.size = self.contiguous = 0
 
     @property
-    def size(self) -> int:
-        return sum(len(p) for p in self.parts.values())
+    def complete(self) -> bool:
+        return bool(self.chunks) and self.meta is not None and self.contiguous >= self.chunks
+
+    def missing(self, below: int | None = None) -> list[int]:
+        """Missing pieces below ``below`` (default: all); piece ``chunks`` is the META."""
+        if not self.chunks:
+            return []
+        end = self.chunks if below is None else min(below, self.chunks)
+        gone = [i for i in range(self.contiguous, end) if i not in self.parts]
+        meta_wanted = self.meta is None and (below is None or below > self.chunks)
+        return gone + ([self.chunks] if meta_wanted else [])
 
 
 class HostLink:
@@ -152,6 +168,15 @@ class HostLink:
         header = Header(MessageType.RESULT, session=frame.session, frame=frame.index)
         self._out.append(encode(header, result.pack()))
 
+    def held_bytes(self) -> int:
+        """Frame bytes held in memory: open reassemblies, frames not yet taken, and the
+        decoder's partial token."""
+        return (
+            sum(e.size for e in self._open.values())
+            + sum(len(f.data) for f in self._ready)
+            + self.decoder.buffered
+        )
+
     @property
     def credits(self) -> int:
         return max(0, self.capacity - len(self._unconfirmed))
@@ -195,7 +220,7 @@ class HostLink:
 
     def _on_message(self, m: Message) -> None:
         h = m.header
-        self.counters[f"rx_{h.type.name.lower()}"] += 1
+        self.counters[_RX[h.type]] += 1
         try:
             if h.type == MessageType.HELLO:
                 self._on_hello(h, Hello.unpack(m.payload))
@@ -289,7 +314,7 @@ class HostLink:
             self.counters["frame_too_large"] += 1
             self._lose(h.frame, LostReason.CORRUPT)
             return
-        entry.parts[h.chunk] = payload
+        entry.add(h.chunk, payload)
         entry.asked.discard(h.chunk)
         entry.retransmitted |= bool(h.compat & COMPAT_RETRANSMIT)
         self._progress(h.frame, h.chunk)
@@ -343,7 +368,7 @@ class HostLink:
         shows is missing. Each missing piece is asked for once here; the ACKs that answer
         heartbeats ask again for whatever is still missing."""
         entry = self._open.get(index)
-        if entry is not None and entry.chunks and not entry.missing():
+        if entry is not None and entry.complete:
             self._complete(index, entry)
         previous_seen, self._seen = self._seen, max(self._seen, index)
         if not self._resend:
@@ -360,13 +385,15 @@ class HostLink:
                 self._asked_whole.add(earlier)  # nothing of it arrived: ask for all of it
                 wanted[earlier] = (0, b"")
         for earlier in sorted(k for k in self._open if k <= index):
-            if len(wanted) >= MAX_ASKED:
+            if len(wanted) >= MAX_ASKED or _packed(wanted) > CONTROL_PAYLOAD - 600:
                 break
             e = self._open[earlier]
             if not e.chunks:
                 continue
             limit = e.chunks + 1 if earlier < index else (chunk if chunk is not None else 0)
-            gone = [i for i in e.missing() if i < limit and i not in e.asked]
+            if e.contiguous >= min(limit, e.chunks) and (limit <= e.chunks or e.meta):
+                continue  # nothing missing below the limit
+            gone = [i for i in e.missing(limit) if i not in e.asked]
             if gone:
                 e.asked.update(gone)
                 wanted[earlier] = (e.chunks + 1, bitmap(gone, e.chunks + 1))
@@ -380,8 +407,7 @@ class HostLink:
         if len(data) != entry.meta.size or crc32(data) != entry.meta.crc:
             self.counters["frame_crc_errors"] += 1
             if self._resend and entry.nack_rounds < MAX_NACK_ROUNDS:
-                entry.parts.clear()
-                entry.meta = None
+                entry.clear()
                 entry.nack_rounds += 1
                 count = entry.chunks + 1
                 self._send_nack({index: (count, bitmap(list(range(count)), count))})

@@ -60,9 +60,7 @@ class SessionLedger:
             self.outcomes.extend(bytes(count - len(self.outcomes)))
 
     def pending(self) -> list[int]:
-        return [
-            i for i, o in enumerate(self.outcomes) if o == Outcome.PENDING and i >= self.start
-        ]
+        return [i for i, o in enumerate(self.outcomes) if o == Outcome.PENDING and i >= self.start]
 
     def counts(self) -> Counter[str]:
         counts: Counter[str] = Counter()

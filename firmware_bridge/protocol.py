@@ -15,10 +15,10 @@ This module is pure: bytes in, messages out, no I/O and no state.
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import enum
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import crc32c
 from cobs import cobs
@@ -54,6 +54,9 @@ class MessageType(enum.IntEnum):
     RESULT = 9  # host -> recorder: findings for a frame
 
 
+_TYPES = {int(t): t for t in MessageType}
+
+
 class Codec(enum.IntEnum):
     RAW_RGB = 0
     JPEG = 1
@@ -82,8 +85,9 @@ class ProtocolError(ValueError):
         self.header = header
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
+    """The fixed header. A NamedTuple: the decoder builds one per message."""
+
     type: MessageType
     session: int = 0
     frame: int = 0
@@ -138,7 +142,7 @@ def encode(header: Header, payload: bytes = b"") -> bytes:
     """The bytes of one message on the wire: a leading delimiter (it ends whatever a cut
     left behind), the COBS token, the closing delimiter."""
     if header.length != len(payload):
-        header = dataclasses.replace(header, length=len(payload))
+        header = header._replace(length=len(payload))
     body = header.pack() + payload
     token: bytes = cobs.encode(body + struct.pack("<I", crc32(body)))
     return DELIMITER + token + DELIMITER
@@ -162,10 +166,9 @@ def decode_header(raw: bytes) -> Header:
         raise ProtocolError("version", f"protocol version {version}, this host speaks {VERSION}")
     if incompat & ~INCOMPAT_KNOWN:
         raise ProtocolError("incompat", f"unknown incompatible flags 0x{incompat:02x}")
-    try:
-        kind = MessageType(mtype)
-    except ValueError:
-        raise ProtocolError("type", f"unknown message type {mtype}") from None
+    kind = _TYPES.get(mtype)
+    if kind is None:
+        raise ProtocolError("type", f"unknown message type {mtype}")
     session, frame, chunk, chunks, length, timestamp_us, codec = fields[4:11]
     return Header(
         kind,

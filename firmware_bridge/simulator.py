@@ -156,6 +156,26 @@ def folder_frames(folder: Path) -> Iterator[tuple[bytes, int, int, int]]:
         yield path.read_bytes(), int(codec), 0, 0
 
 
+def video_frames(path: Path, quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:
+    """The frames of a video file, JPEG-encoded as a recorder would send them."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"{path}: not a video OpenCV can read")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok:
+                h, w = frame.shape[:2]
+                yield jpeg.tobytes(), int(Codec.JPEG), w, h
+    finally:
+        cap.release()
+
+
 @dataclass
 class Plan:
     """What the simulated study does besides sending frames."""
@@ -165,6 +185,8 @@ class Plan:
     retransmit: bool = True  # False: the recorder ignores NACKs (a link without them)
     unplug_at: list[int] = field(default_factory=list)  # in the middle of these frames
     reboot_at: list[int] = field(default_factory=list)  # in the middle of these frames
+    stall_at: list[int] = field(default_factory=list)  # go quiet after these frames
+    stall_s: float = 2.0  # for this long (it still listens)
     line_rate: float = 0.0  # bytes per second on the wire, 0: unlimited
     linger_s: float = 5.0  # at the end, how long to wait without progress for the host
 
@@ -225,11 +247,11 @@ class Simulator:
     def _send(self, messages: list[Outgoing]) -> None:
         data = self.injector.apply(messages)
         if self.plan.line_rate:
-            started = time.monotonic()
+            # A UART takes this long to shift the bytes out; listen meanwhile.
+            done = time.monotonic() + len(data) / self.plan.line_rate
             self.wire.write(data)
-            spare = len(data) / self.plan.line_rate - (time.monotonic() - started)
-            if spare > 0:
-                self._pump_replies(spare)
+            while (left := done - time.monotonic()) > 0:
+                self._pump_replies(left)
         else:
             self.wire.write(data)
 
@@ -239,6 +261,7 @@ class Simulator:
         next_capture = time.monotonic()
         last_hello = last_beat = 0.0
         unplug_at, reboot_at = set(plan.unplug_at), set(plan.reboot_at)
+        stall_at = set(plan.stall_at)
         last_progress = time.monotonic()
         while not self._stopped:
             now = time.monotonic()
@@ -279,6 +302,12 @@ class Simulator:
                     self.sessions.append(self.recorder)
                 else:
                     self._send(messages)
+                if cut and frame in stall_at:
+                    # The recorder goes quiet (busy, brown-out) but keeps listening.
+                    stall_at.discard(frame)
+                    until = time.monotonic() + plan.stall_s
+                    while (left := until - time.monotonic()) > 0:
+                        self._pump_replies(left)
                 last_progress = now
                 self._pump_replies(0.0)
                 continue

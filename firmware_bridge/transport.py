@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -45,11 +46,15 @@ class SerialTransport:
         import serial  # pyserial: part of the edge profile
 
         try:
-            self._port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=self.read_timeout
-            )
+            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkDown(f"{self.url}: cannot open ({exc})") from None
+        try:
+            self._fd: int | None = self._port.fileno()
+        except (AttributeError, OSError, serial.SerialException):
+            self._fd = None  # loop:// and friends: poll instead
+        if self._fd is None:
+            self._port.timeout = self.read_timeout
 
     def read(self) -> bytes:
         import serial
@@ -57,8 +62,17 @@ class SerialTransport:
         if self._port is None:
             raise LinkDown(f"{self.url}: not open")
         try:
-            waiting = self._port.in_waiting
-            data: bytes = self._port.read(max(1, min(waiting, 1 << 16)))
+            if self._fd is not None:
+                # Wait for bytes here, then take all there are without blocking: a
+                # blocking read of N bytes would wait for all N (pyserial's sockets).
+                ready, _, _ = select.select([self._fd], [], [], self.read_timeout)
+                if not ready:
+                    return b""
+                data: bytes = self._port.read(1 << 16)
+                if not data and self.url.startswith("socket://"):
+                    raise serial.SerialException("connection closed by the peer")
+            else:
+                data = self._port.read(max(1, min(self._port.in_waiting, 1 << 16)))
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise LinkDown(f"{self.url}: {exc}") from None

@@ -59,7 +59,7 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from convert.train_classifier import TrainConfig, train
 
     run = tmp_path_factory.mktemp("tiny-run")
-    train(TrainConfig(data=tiny_dataset, arch="edgecnn", out=run, size=32, epochs=6, batch=8))
+    train(TrainConfig(data=tiny_dataset, arch="edgecnn", out=run, size=32, epochs=10, batch=8))
     report = quantize_run(run, tiny_dataset, tolerance=100.0, calibration=16)
     assert report.passed, report.failure
     return run / "artefacts"

@@ -32,6 +32,8 @@ class LinkRun:
     frames: dict[tuple[int, int], ReceivedFrame] = field(default_factory=dict)
     corrupt: int = 0
     duplicates: int = 0
+    credit_ran_out: bool = False
+    peak_held: int = 0
 
     def outcomes(self, session: int = 1) -> dict[int, tuple[Outcome, str | None]]:
         ledger = self.link.ledger.sessions[session]
@@ -45,8 +47,10 @@ def run_link(
     size: int = 30_000,
     retransmit: bool = True,
     stall_until_dropped: bool = False,
+    stall_until_no_credit: bool = False,
     capacity: int = 64,
     seed: int = 0,
+    synthetic: bool = True,
 ) -> LinkRun:
     """Stream ``count`` synthetic frames from the simulator to a HostLink over a pty."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -83,15 +87,20 @@ def run_link(
     try:
         while proc.poll() is None:
             assert time.monotonic() < deadline, "the link did not finish"
-            for frame in run.receiver.poll():
+            frames = run.receiver.poll()
+            run.peak_held = max(run.peak_held, link.held_bytes())
+            for frame in frames:
                 key = (frame.session, frame.index)
                 if key in run.frames:
                     run.duplicates += 1
                 run.frames[key] = frame
-                if frame.data != frame_bytes(seed, frame.index, size):
+                if synthetic and frame.data != frame_bytes(seed, frame.index, size):
                     run.corrupt += 1
                 held.append(frame)
-            stalled = stall_until_dropped and not link.counters["drops"]
+            if stall_until_no_credit and link.credits == 0:
+                stall_until_no_credit = False  # seen the recorder run out: resume
+                run.credit_ran_out = True
+            stalled = (stall_until_dropped and not link.counters["drops"]) or stall_until_no_credit
             if not stalled:
                 for frame in held:
                     link.confirm(frame)
@@ -108,6 +117,8 @@ def run_link(
         run.receiver.close()
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err[-2000:]
+    # Memory stays bounded by what the window and the credits allow, never by the study.
+    assert run.peak_held <= (capacity + 8) * size + link.decoder.max_token
     run.truth = json.loads(log.read_text())
     return run
 
@@ -252,3 +263,45 @@ def test_stalled_consumer_runs_credits_out_and_the_recorder_drops(tmp_path: Path
     assert dropped and all(outcomes[i][1] == "backpressure" for i in dropped)
     assert {o for o, _ in outcomes.values()} <= {Outcome.DELIVERED, Outcome.DROPPED}
     assert run.corrupt == 0
+
+
+def test_stalled_consumer_with_a_waiting_recorder_loses_nothing(tmp_path: Path):
+    run = run_link(
+        tmp_path,
+        "--fps",
+        "200",
+        "--policy",
+        "wait",
+        count=120,
+        size=4000,
+        stall_until_no_credit=True,
+        capacity=8,
+    )
+    assert run.credit_ran_out
+    outcomes = run.outcomes()
+    assert len(outcomes) == 120
+    assert {o for o, _ in outcomes.values()} == {Outcome.DELIVERED}
+    assert run.corrupt == 0
+
+
+def test_a_recorder_that_goes_quiet_is_waited_for(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--stall-at", "10", "--stall-s", "1", count=30)
+    assert {o for o, _ in run.outcomes().values()} == {Outcome.DELIVERED}
+    assert len(run.frames) == 30 and run.corrupt == 0
+
+
+def test_frames_of_a_video_file_arrive_as_jpeg(tmp_path: Path):
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "capsule.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (128, 96))
+    for i in range(12):
+        writer.write(np.full((96, 128, 3), 15 * i, np.uint8))
+    writer.release()
+    run = run_link(tmp_path, "--fps", "0", "--video", str(video), count=12, synthetic=False)
+    assert len(run.frames) == 12
+    for frame in run.frames.values():
+        assert frame.codec == 1  # JPEG
+        image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (96, 128, 3)

@@ -1,0 +1,213 @@
+"""Every way frames reach the runtime, behind one interface, each with a ledger.
+
+    serial:///dev/ttyACM0?baud=921600   a recorder on a UART or USB CDC-ACM port
+    /dev/ttyUSB0, rfc2217://..., loop:// any other pyserial URL
+    socket://127.0.0.1:5555             the link over TCP (the simulator's --listen)
+    usb://1d6b:0104                      a recorder's USB bulk interface (pyusb)
+    video:///dev/video0, video://0       a UVC camera or capture card (OpenCV)
+    video://study.mp4, study.mp4         a video file (OpenCV)
+    dir://frames/                        a folder of image files, replayed in name order
+
+Link sources acknowledge frames only when the consumer ``confirm``s them. Video and
+folder sources have no link-level acknowledgement, but every frame still enters the
+ledger: read (DELIVERED) or not (LOST with a reason).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from firmware_bridge.host import HostLink, ReceivedFrame
+from firmware_bridge.ledger import Ledger, Outcome
+from firmware_bridge.protocol import Codec
+from firmware_bridge.transport import Receiver, SerialTransport
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v"})
+IMAGE_CODECS = {".jpg": Codec.JPEG, ".jpeg": Codec.JPEG, ".png": Codec.PNG}
+LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One frame as it arrived: encoded bytes (``data``) or decoded RGB (``image``)."""
+
+    session: int
+    index: int
+    codec: int
+    timestamp_us: int
+    data: bytes | None = None
+    image: Any = None  # numpy RGB uint8, for sources that decode themselves
+    link_frame: ReceivedFrame | None = None
+
+
+class FrameSource(Protocol):
+    name: str
+    ledger: Ledger
+
+    def poll(self) -> list[SourceFrame]:
+        """The frames that arrived since the last call (waits briefly when none)."""
+        ...
+
+    def confirm(self, frame: SourceFrame) -> None:
+        """The frame is stored; a link may now acknowledge it."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class LinkSource:
+    """A recorder over the link protocol (serial, socket or USB)."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.link: HostLink = receiver.link
+        self.ledger = self.link.ledger
+        self.name = receiver.transport.name
+
+    def poll(self) -> list[SourceFrame]:
+        out = [
+            SourceFrame(f.session, f.index, f.codec, f.timestamp_us, data=f.data, link_frame=f)
+            for f in self.receiver.poll()
+        ]
+        self.receiver.flush()
+        return out
+
+    def confirm(self, frame: SourceFrame) -> None:
+        if frame.link_frame is not None:
+            self.link.confirm(frame.link_frame)
+
+    @property
+    def finished(self) -> bool:
+        return False  # a recorder link ends when the caller stops it
+
+    def close(self) -> None:
+        self.receiver.flush()
+        self.receiver.close()
+
+
+class VideoSource:
+    """A UVC device or a video file, decoded by OpenCV."""
+
+    def __init__(self, target: str | int) -> None:
+        import cv2
+
+        self.name = f"video:{target}"
+        self.ledger = Ledger()
+        self._session = self.ledger.session(LOCAL_SESSION)
+        self._cap = cv2.VideoCapture(target)
+        if not self._cap.isOpened():
+            raise ValueError(f"{target}: not a video device or file OpenCV can open")
+        self.is_file = isinstance(target, str) and Path(target).is_file()
+        self.expected = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.is_file else 0
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 0.0
+        self._index = 0
+        self._done = False
+
+    def poll(self) -> list[SourceFrame]:
+        import cv2
+
+        if self._done:
+            return []
+        ok, frame = self._cap.read()
+        if not ok:
+            self._done = self.is_file
+            if self.is_file:
+                # Frames the container announced but that could not be decoded.
+                for index in range(self._index, self.expected):
+                    self._session.settle(index, Outcome.LOST, "undecodable")
+            return []
+        index = self._index
+        self._index += 1
+        self._session.settle(index, Outcome.DELIVERED)
+        stamp = int(self._cap.get(cv2.CAP_PROP_POS_MSEC) * 1000)
+        image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return [SourceFrame(LOCAL_SESSION, index, int(Codec.RAW_RGB), stamp, image=image)]
+
+    def confirm(self, frame: SourceFrame) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class DirSource:
+    """Image files of a folder, in name order (a recorded study replayed)."""
+
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such folder")
+        self.name = f"dir:{folder}"
+        self.ledger = Ledger()
+        self._session = self.ledger.session(LOCAL_SESSION)
+        self.files = sorted(
+            p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        self._index = 0
+
+    def poll(self) -> list[SourceFrame]:
+        if self._index >= len(self.files):
+            return []
+        index, path = self._index, self.files[self._index]
+        self._index += 1
+        codec = IMAGE_CODECS.get(path.suffix.lower())
+        if codec is None:
+            self._session.settle(index, Outcome.LOST, "not an image file")
+            return []
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self._session.settle(index, Outcome.LOST, f"unreadable: {exc.strerror}")
+            return []
+        self._session.settle(index, Outcome.DELIVERED)
+        stamp = int(path.stat().st_mtime * 1e6)
+        return [SourceFrame(LOCAL_SESSION, index, int(codec), stamp, data=data)]
+
+    def confirm(self, frame: SourceFrame) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        return self._index >= len(self.files)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(url: str, *, capacity: int = 64, retransmit: bool = True) -> FrameSource:
+    """A frame source for ``url`` (see the module docstring); ValueError if unusable."""
+    parsed = urllib.parse.urlsplit(url)
+    scheme = parsed.scheme
+    if scheme == "dir":
+        return DirSource(Path(parsed.netloc + parsed.path))
+    if scheme == "video":
+        target = parsed.netloc + parsed.path
+        return VideoSource(int(target) if target.isdigit() else target)
+    if not scheme and Path(url).suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSource(url)
+    link = HostLink(capacity=capacity, retransmit=retransmit)
+    if scheme == "usb":
+        from firmware_bridge.usb import UsbTransport
+
+        return LinkSource(Receiver(UsbTransport(url), link))
+    if scheme == "serial":
+        query = urllib.parse.parse_qs(parsed.query)
+        try:
+            baud = int(query.get("baud", ["921600"])[0])
+        except ValueError:
+            raise ValueError(f"{url}: baud must be a number") from None
+        return LinkSource(Receiver(SerialTransport(parsed.path, baudrate=baud), link))
+    if scheme in ("socket", "rfc2217", "loop", "spy", "hwgrep", "alt", ""):
+        return LinkSource(Receiver(SerialTransport(url), link))
+    raise ValueError(
+        f"{url}: unknown source (serial://, socket://, usb://, video://, dir://, or a device path)"
+    )

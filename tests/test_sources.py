@@ -1,0 +1,111 @@
+"""Frame sources behind one interface: folder replay, video files, and the link over TCP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from firmware_bridge.ledger import Outcome
+from firmware_bridge.simulator import frame_bytes
+from firmware_bridge.sources import DirSource, LinkSource, VideoSource, open_source
+from tests.conftest import synthetic_frame, write_rgb
+
+
+def drain(source, limit: int = 10_000) -> list:  # type: ignore[no-untyped-def]
+    frames = []
+    for _ in range(limit):
+        got = source.poll()
+        frames += got
+        for f in got:
+            source.confirm(f)
+        if source.finished:
+            break
+    return frames
+
+
+def test_folder_replay_accounts_for_every_file(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_rgb(tmp_path / f"f{i}.jpg", synthetic_frame("mucosa", rng))
+    (tmp_path / "notes.txt").write_text("not a frame")
+    source = open_source(f"dir://{tmp_path}")
+    assert isinstance(source, DirSource)
+    frames = drain(source)
+    assert [f.data for f in frames] == [(tmp_path / f"f{i}.jpg").read_bytes() for i in range(3)]
+    ledger = source.ledger.sessions[0]
+    assert ledger.counts() == {"DELIVERED": 3, "LOST(not an image file)": 1}
+
+
+def test_video_file_frames_are_decoded_and_counted(tmp_path: Path):
+    path = tmp_path / "study.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 5.0, (96, 80))
+    for i in range(10):
+        writer.write(np.full((80, 96, 3), 20 * i, np.uint8))
+    writer.release()
+    source = open_source(str(path))
+    assert isinstance(source, VideoSource)
+    frames = drain(source)
+    assert len(frames) == 10 and source.finished
+    assert frames[0].image.shape == (80, 96, 3)
+    assert source.ledger.sessions[0].counts() == {"DELIVERED": 10}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("serial:///dev/ttyACM0?baud=fast", "baud must be a number"),
+        ("ftp://recorder", "unknown source"),
+        ("video://nowhere.mp4", "not a video device or file"),
+        ("dir://nowhere", "no such folder"),
+        ("usb://recorder", "expected usb://VID:PID"),
+    ],
+)
+def test_bad_source_urls_say_what_is_wrong(url: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        open_source(url)
+
+
+def test_the_link_over_tcp(tmp_path: Path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "simulate",
+            "--listen",
+            "0",
+            "--count",
+            "20",
+            "--size",
+            "5000",
+            "--fps",
+            "0",
+            "--linger",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("socket://127.0.0.1:")
+    source = open_source(url)
+    assert isinstance(source, LinkSource)
+    got = {}
+    deadline = time.monotonic() + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline
+        for frame in source.poll():
+            got[frame.index] = frame.data
+            source.confirm(frame)
+    source.close()
+    proc.communicate(timeout=10)
+    assert got == {i: frame_bytes(0, i, 5000) for i in range(20)}
+    assert {Outcome(o) for o in source.ledger.sessions[1].outcomes} == {Outcome.DELIVERED}
