@@ -104,7 +104,7 @@ class HostLink:
         max_frame: int = 4 << 20,
     ) -> None:
         self.chunk_size = chunk_size
-        self.capacity = capacity  # frames delivered but not yet confirmed, at most
+        self.capacity = capacity  # frames beyond the last acknowledged one, at most
         self.retransmit = retransmit  # what the host offers
         self._resend = retransmit  # what this session does: both ends must support it
         self.max_frame = max_frame
@@ -179,7 +179,10 @@ class HostLink:
 
     @property
     def credits(self) -> int:
-        return max(0, self.capacity - len(self._unconfirmed))
+        """Frames the recorder may still send before it must wait for an ACK: the
+        window of ``capacity`` frames beyond the last acknowledged one, less what it
+        has sent into it. Zero while the consumer stalls and the window is full."""
+        return max(0, self._acked + self.capacity - (self._seen + 1))
 
     def status(self) -> dict[str, object]:
         return {
@@ -276,7 +279,7 @@ class HostLink:
         self.negotiated_chunk = max(16, size)
         self.decoder.set_max_payload(max(self.negotiated_chunk, CONTROL_PAYLOAD))
         self._ledger()
-        ack = HelloAck(self.negotiated_chunk, self.credits, self._acked)
+        ack = HelloAck(self.negotiated_chunk, self.capacity, self._acked)
         self._out.append(encode(Header(MessageType.HELLO_ACK, session=h.session), ack.pack()))
 
     def _admissible(self, index: int) -> bool:
@@ -488,13 +491,15 @@ class HostLink:
                 if len(wanted) >= MAX_ASKED or _packed(wanted) > CONTROL_PAYLOAD - 600:
                     break
             self._advance()
-        ack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.credits, wanted)
+        # ``credits`` on the wire counts from ``highest``: frames below highest + 1 +
+        # capacity may be in flight, whatever has been sent of them already.
+        ack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.capacity, wanted)
         header = Header(MessageType.ACK, session=self.session or 0)
         self._out.append(encode(header, ack.pack()))
         self.counters["tx_ack"] += 1
 
     def _send_nack(self, wanted: dict[int, tuple[int, bytes]]) -> None:
-        nack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.credits, wanted)
+        nack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.capacity, wanted)
         header = Header(MessageType.NACK, session=self.session or 0)
         self._out.append(encode(header, nack.pack()))
         self.counters["tx_nack"] += 1
