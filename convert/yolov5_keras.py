@@ -60,12 +60,29 @@ class _Builder:
         y2 = pool(y1)
         return self.conv(self.k.layers.Concatenate()([x, y1, y2, pool(y2)]), f"{prefix}.cv2")
 
-    def head(self, x: Any, prefix: str) -> Any:
+    def head(self, x: Any, prefix: str, anchors: int) -> Any:
+        """The Detect conv, split in two: the box logits (x, y, w, h) and the score
+        logits (objectness, classes) get a conv each, so that in int8 each has its own
+        scale. One shared tensor would be scaled for the objectness logits of empty
+        cells (around -15) and leave the box logits a few steps of resolution: tens of
+        pixels of box size at the largest anchors. After the sigmoid both are 0-1 and
+        are interleaved back into yolov5's channel order."""
         weight, bias = self.w[f"{prefix}.weight"], self.w[f"{prefix}.bias"]
-        layer = self.k.layers.Conv2D(weight.shape[0], 1, use_bias=True)
-        y = layer(x)
-        layer.set_weights([weight.transpose(2, 3, 1, 0), bias])
-        return self.k.layers.Activation("sigmoid")(y)
+        per = weight.shape[0] // anchors  # 5 + nc
+        box_idx = [a * per + k for a in range(anchors) for k in range(4)]
+        score_idx = [a * per + k for a in range(anchors) for k in range(4, per)]
+        outs = []
+        for idx in (box_idx, score_idx):
+            layer = self.k.layers.Conv2D(len(idx), 1, use_bias=True)
+            y = layer(x)
+            layer.set_weights([weight[idx].transpose(2, 3, 1, 0), bias[idx]])
+            outs.append(self.k.layers.Activation("sigmoid")(y))
+        box, score = outs
+        pieces = []
+        for a in range(anchors):
+            pieces.append(box[..., 4 * a : 4 * a + 4])
+            pieces.append(score[..., (per - 4) * a : (per - 4) * (a + 1)])
+        return self.k.layers.Concatenate()(pieces)
 
 
 def build(yaml: dict[str, Any], weights: dict[str, np.ndarray], size: int) -> Any:
@@ -98,7 +115,10 @@ def build(yaml: dict[str, Any], weights: dict[str, np.ndarray], size: int) -> An
         elif module == "Concat":
             y = keras.layers.Concatenate()([outputs[j] for j in source])
         elif module == "Detect":
-            heads = [b.head(outputs[j], f"{prefix}.m.{level}") for level, j in enumerate(source)]
+            anchors = len(yaml["anchors"][0]) // 2
+            heads = [
+                b.head(outputs[j], f"{prefix}.m.{level}", anchors) for level, j in enumerate(source)
+            ]
             y = None
         else:
             raise ValueError(f"layer {i}: module {module!r} has no Keras port here")
