@@ -318,8 +318,16 @@ class HostLink:
             self._lose(h.frame, LostReason.CORRUPT)
             return
         entry.add(h.chunk, payload)
-        entry.asked.discard(h.chunk)
+        if entry.asked:
+            entry.asked.discard(h.chunk)
         entry.retransmitted |= bool(h.compat & COMPAT_RETRANSMIT)
+        if (
+            h.chunk + 1 == entry.contiguous
+            and h.frame == self._seen
+            and len(self._open) == 1
+            and not entry.complete
+        ):
+            return  # the common case: the next chunk of the only open frame, nothing missing
         self._progress(h.frame, h.chunk)
 
     def _on_meta(self, h: Header, meta: Meta) -> None:

@@ -170,18 +170,9 @@ def decode_header(raw: bytes) -> Header:
     if kind is None:
         raise ProtocolError("type", f"unknown message type {mtype}")
     session, frame, chunk, chunks, length, timestamp_us, codec = fields[4:11]
+    # Positional: the decoder builds one per message, keyword calls cost more.
     return Header(
-        kind,
-        session=session,
-        frame=frame,
-        chunk=chunk,
-        chunks=chunks,
-        length=length,
-        timestamp_us=timestamp_us,
-        codec=codec,
-        version=version,
-        incompat=incompat,
-        compat=compat,
+        kind, session, frame, chunk, chunks, length, timestamp_us, codec, version, incompat, compat
     )
 
 

@@ -80,7 +80,7 @@ class StreamDecoder:
                 start = end + 1
                 continue
             if self._buffer:
-                self._buffer += data[start:end]
+                self._buffer += memoryview(data)[start:end]
                 token = bytes(self._buffer)
                 self._buffer.clear()
             else:
