@@ -100,6 +100,14 @@ def _quantize_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+# Which install profile each command runs in: torch and tensorflow never share one.
+PROFILES = {"train-detector": "detector-train", "export-detector": "detector-train"}
+PROFILE_HINTS = {
+    "convert": "make test builds it as .venv-dev; pip install 'capsule-edge[convert]'",
+    "detector-train": "make detector-env; pip install 'capsule-edge[detector-train]'",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="capsule-convert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -177,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (CapsuleEdgeError, ValueError) as exc:
         print(f"capsule-convert: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        profile = PROFILES.get(args.command, "convert")
+        print(
+            f"capsule-convert: {args.command} needs {exc.name!r}, which this environment "
+            f"lacks: install the {profile!r} profile ({PROFILE_HINTS[profile]})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("capsule-convert: interrupted; rerun the same command to resume", file=sys.stderr)

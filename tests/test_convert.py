@@ -184,3 +184,29 @@ def test_train_then_quantize_from_the_command_line(tiny_dataset: Path, tmp_path:
     assert code == 0
     assert "LiteRT int8 vs OpenVINO int8 top-1 agreement" in out
     assert load_card(tmp_path / "run" / "artefacts" / "int8.xml").name == "tiny-int8-openvino"
+
+
+def test_a_command_run_in_the_wrong_profile_names_the_profile(tmp_path: Path):
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("yolov5") is not None:
+        pytest.skip("this environment has the detector-train profile")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convert.cli",
+            "train-detector",
+            "--data",
+            str(tmp_path),
+            "--split",
+            str(tmp_path / "split.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "install the 'detector-train' profile" in proc.stderr
+    assert "Traceback" not in proc.stderr
