@@ -1,0 +1,1 @@
+"""The real-time runtime: sources in, inference, storage, results back (issue 5)."""

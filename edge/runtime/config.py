@@ -1,0 +1,183 @@
+"""The runtime's settings: a TOML file, then command-line flags over it.
+
+Every key is declared once below with its type, default and check; an unknown key or a
+bad value is a one-line error naming the key and the file.
+
+    source = "serial:///dev/ttyACM0?baud=921600"
+    study = "studies/patient-17"
+
+    [classifier]            # and [detector]: the same keys
+    enabled = true
+    model = ""              # "" = the bundled default for the backend
+    backend = "litert"      # litert | openvino | onnxruntime
+    threads = 0             # 0 = the backend's default
+    device = "CPU"          # OpenVINO: CPU, GPU, NPU, AUTO
+    delegate = ""           # LiteRT delegate library, e.g. libedgetpu.so.1
+    providers = []          # ONNX Runtime providers, e.g. ["CUDAExecutionProvider"]
+
+    [pipeline]
+    backlog = 256           # frames stored but not yet inferred, at most
+    policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
+
+    [link]
+    capacity = 64           # frames the recorder may have beyond the last ACK
+    retransmit = true
+
+    [http]
+    enabled = true
+    address = "127.0.0.1"
+    port = 8321
+
+    [output]
+    jsonl = false           # findings as JSON lines on stdout
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.backends.registry import BACKENDS
+from edge.errors import BadInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+Check = Callable[[Any], str | None]  # None when the value is fine, else what is wrong
+
+
+def _one_of(*allowed: str) -> Check:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _at_least(low: int) -> Check:
+    return lambda v: None if v >= low else f"must be at least {low}"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number (0-65535)"
+
+
+def _strings(v: list[Any]) -> str | None:
+    return None if all(isinstance(x, str) for x in v) else "must be a list of strings"
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type
+    default: Any
+    check: Check | None = None
+
+
+MODEL_KEYS = {
+    "enabled": Key(bool, True),
+    "model": Key(str, ""),
+    "backend": Key(str, "litert", _one_of(*sorted(BACKENDS))),
+    "threads": Key(int, 0, _at_least(0)),
+    "device": Key(str, "CPU"),
+    "delegate": Key(str, ""),
+    "providers": Key(list, [], _strings),
+}
+SCHEMA: dict[str, dict[str, Key] | Key] = {
+    "source": Key(str, ""),
+    "study": Key(str, ""),
+    "classifier": MODEL_KEYS,
+    "detector": MODEL_KEYS,
+    "pipeline": {
+        "backlog": Key(int, 256, _at_least(1)),
+        "policy": Key(str, "skip-oldest", _one_of("skip-oldest", "skip-newest")),
+    },
+    "link": {
+        "capacity": Key(int, 64, _at_least(1)),
+        "retransmit": Key(bool, True),
+    },
+    "http": {
+        "enabled": Key(bool, True),
+        "address": Key(str, "127.0.0.1"),
+        "port": Key(int, 8321, _port),
+    },
+    "output": {"jsonl": Key(bool, False)},
+}
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # key -> "default", file or "--flag"
+
+    def __getitem__(self, dotted: str) -> Any:
+        return self.values[dotted]
+
+
+def _check(name: str, key: Key, value: Any, where: str) -> Any:
+    # bool is an int in Python; a count given as true is a mistake, not 1.
+    if key.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BadInputError(f"{where}: {name} must be a whole number, got {value!r}")
+    if key.type is not int and not isinstance(value, key.type):
+        raise BadInputError(f"{where}: {name} must be a {key.type.__name__}, got {value!r}")
+    problem = key.check(value) if key.check else None
+    if problem:
+        raise BadInputError(f"{where}: {name} {problem}, got {value!r}")
+    return value
+
+
+def defaults() -> Config:
+    config = Config()
+    for name, entry in SCHEMA.items():
+        items = entry.items() if isinstance(entry, dict) else [(None, entry)]
+        for sub, key in items:
+            dotted = f"{name}.{sub}" if sub else name
+            config.values[dotted] = key.default
+            config.origin[dotted] = "default"
+    return config
+
+
+def _lookup(dotted: str) -> Key | None:
+    name, _, sub = dotted.partition(".")
+    entry = SCHEMA.get(name)
+    if isinstance(entry, dict):
+        return entry.get(sub) if sub else None
+    return entry if not sub else None
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the file (if any), then ``overrides`` ({"detector.backend": ...})."""
+    config = defaults()
+    if path is not None:
+        where = str(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BadInputError(f"{path}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"{path}: unreadable ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInputError(f"{path}: not valid TOML ({exc})") from None
+        for name, value in doc.items():
+            entry = SCHEMA.get(name)
+            if entry is None:
+                raise BadInputError(f"{where}: unknown key {name!r}")
+            if isinstance(entry, dict):
+                if not isinstance(value, dict):
+                    raise BadInputError(f"{where}: {name} must be a [{name}] table")
+                for sub, item in value.items():
+                    if sub not in entry:
+                        raise BadInputError(f"{where}: unknown key {name}.{sub}")
+                    dotted = f"{name}.{sub}"
+                    config.values[dotted] = _check(dotted, entry[sub], item, where)
+                    config.origin[dotted] = where
+            else:
+                config.values[name] = _check(name, entry, value, where)
+                config.origin[name] = where
+    for dotted, value in (overrides or {}).items():
+        key = _lookup(dotted)
+        if key is None:
+            raise BadInputError(f"command line: unknown setting {dotted}")
+        config.values[dotted] = _check(dotted, key, value, "command line")
+        config.origin[dotted] = "command line"
+    return config

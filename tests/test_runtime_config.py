@@ -1,0 +1,67 @@
+"""Runtime settings: TOML file, then flags; unknown keys and bad values name the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from edge.errors import BadInputError
+from edge.runtime.config import load
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "capsule.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_then_flags(tmp_path: Path):
+    path = write(
+        tmp_path,
+        'source = "serial:///dev/ttyACM0?baud=921600"\n'
+        '[detector]\nbackend = "openvino"\nthreads = 2\n'
+        "[pipeline]\nbacklog = 32\n",
+    )
+    config = load(path, {"detector.threads": 4, "http.port": 9000})
+    assert config["source"] == "serial:///dev/ttyACM0?baud=921600"
+    assert config["detector.backend"] == "openvino"
+    assert config["detector.threads"] == 4 and config.origin["detector.threads"] == "command line"
+    assert config["pipeline.backlog"] == 32 and config.origin["pipeline.backlog"] == str(path)
+    assert config["classifier.backend"] == "litert"  # default
+    assert config["http.port"] == 9000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sorce = 'x'\n", "unknown key 'sorce'"),
+        ("[detector]\nbackend = 'tensorrt'\n", "detector.backend must be one of"),
+        ("[detector]\nthreds = 2\n", "unknown key detector.threds"),
+        ("[pipeline]\nbacklog = 0\n", "pipeline.backlog must be at least 1"),
+        ("[pipeline]\nbacklog = true\n", "pipeline.backlog must be a whole number"),
+        ("[http]\nport = 70000\n", "http.port must be a port number"),
+        ("[link]\nretransmit = 'yes'\n", "link.retransmit must be a bool"),
+        ("detector = 3\n", "detector must be a [detector] table"),
+        ("[detector\n", "not valid TOML"),
+        ("[classifier]\nproviders = [1]\n", "classifier.providers must be a list of strings"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path: Path, text: str, message: str):
+    with pytest.raises(BadInputError, match=re.escape(message)) as info:
+        load(write(tmp_path, text))
+    assert "\n" not in str(info.value) and "capsule.toml" in str(info.value)
+
+
+def test_bad_flags_and_missing_file(tmp_path: Path):
+    with pytest.raises(
+        BadInputError, match=re.escape("command line: unknown setting detector.speed")
+    ):
+        load(None, {"detector.speed": 2})
+    with pytest.raises(
+        BadInputError, match=re.escape("command line: detector.threads must be at least 0")
+    ):
+        load(None, {"detector.threads": -1})
+    with pytest.raises(BadInputError, match="no such config file"):
+        load(tmp_path / "missing.toml")
