@@ -29,10 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataset import scan
+from edge.dataset import read_split, scan
 from edge.detection_data import DetectionSample
 from edge.errors import BadInputError
-from edge.evaluate_detection import load_detection_folder, split_sides
+from edge.evaluate_detection import load_detection_folder
 from edge.frames import read_image
 from edge.preprocess import OVERLAY_REGIONS, black_out
 from edge.types import Skipped
@@ -129,7 +129,7 @@ def prepare(
     seeded, across the classes.
     """
     data = load_detection_folder(polyps)
-    train_keys, val_keys = split_sides(split_file)
+    train_keys, val_keys = read_split(split_file)
     sides = _stem_sides(train_keys, val_keys)
     missing = [s.path.name for s in data.samples if s.path.stem not in sides]
     if missing:

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 
 from edge.errors import BadInputError
+from edge.frames import VIDEO_SUFFIXES
 from edge.preprocess import Image
 from edge.types import Detections
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v"})
 BOX_COLOUR = (255, 56, 56)  # RGB
 TEXT_COLOUR = (255, 255, 255)
 

@@ -7,6 +7,7 @@ full 23-class HyperKvasir download.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,3 +123,12 @@ def scan(root: str | Path) -> ClassFolderDataset:
     if not class_dirs:
         raise BadInputError(f"{root}: no class folders with images found")
     return ClassFolderDataset(root, samples, class_dirs, skipped)
+
+
+def read_split(split: Path) -> tuple[set[str], set[str]]:
+    """The training and validation keys of a ``split.json`` (as training writes it)."""
+    try:
+        doc = json.loads(split.read_text(encoding="utf-8"))
+        return {str(k) for k in doc["train"]}, {str(k) for k in doc["validation"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInputError(f"{split}: not a split file with train/validation ({exc})") from None

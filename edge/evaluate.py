@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.dataset import scan
+from edge.dataset import read_split, scan
 from edge.errors import BadInputError
 from edge.metrics import confusion_matrix, summarise
 from edge.models.classifier import Classifier
@@ -69,14 +68,6 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def validation_keys(split: Path) -> set[str]:
-    try:
-        doc = json.loads(split.read_text(encoding="utf-8"))
-        return {str(k) for k in doc["validation"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{split}: not a split file with a 'validation' list ({exc})") from None
-
-
 def evaluate_classifier(
     clf: Classifier,
     data: Path,
@@ -90,7 +81,7 @@ def evaluate_classifier(
     then blacks out the overlay regions.
     """
     dataset = scan(data)
-    keep = validation_keys(split) if split else None
+    keep = read_split(split)[1] if split else None
     index = {label: i for i, label in enumerate(clf.labels)}
     truth: list[int] = []
     predicted: list[int] = []

@@ -7,12 +7,11 @@ tree (every class but ``polyps``). A split file restricts both to its validation
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.dataset import scan
+from edge.dataset import read_split, scan
 from edge.detection_data import DetectionDataset, load_kvasir_seg, load_yolo
 from edge.detection_metrics import DetectionSummary, ImageResult, summarise_detections
 from edge.errors import BadInputError
@@ -48,14 +47,6 @@ def load_detection_folder(root: Path) -> DetectionDataset:
     raise BadInputError(f"{root}: neither a Kvasir-SEG folder nor images/ + labels/ (YOLO)")
 
 
-def split_sides(split: Path) -> tuple[set[str], set[str]]:
-    try:
-        doc = json.loads(split.read_text(encoding="utf-8"))
-        return {str(k) for k in doc["train"]}, {str(k) for k in doc["validation"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{split}: not a split file with train/validation ({exc})") from None
-
-
 def labelled_frames(
     data: Path, split: Path | None = None, background: Path | None = None, side: str = "val"
 ) -> tuple[list[LabelledFrame], list[Skipped]]:
@@ -64,7 +55,7 @@ def labelled_frames(
     skipped = list(dataset.skipped)
     keys: set[str] | None = None
     if split is not None:
-        train, val = split_sides(split)
+        train, val = read_split(split)
         keys = val if side == "val" else train
     polyp_stems = (
         {Path(k).stem for k in keys if k.split("/")[-2:-1] == [POLYP_CLASS]}

@@ -17,6 +17,7 @@ from edge.preprocess import Image
 from edge.types import Skipped
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v"})
 # A frame larger than this is refused before decoding: endoscopy video is at most 4K
 # (8 MP), and a 10000x10000 image would take 300 MB to decode on a small device.
 MAX_PIXELS = 40_000_000

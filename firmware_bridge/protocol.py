@@ -64,6 +64,10 @@ class Codec(enum.IntEnum):
     RAW_BAYER = 3
 
 
+# Encoded image files a recorder (or a replay) sends as they are.
+CODEC_BY_SUFFIX = {".jpg": Codec.JPEG, ".jpeg": Codec.JPEG, ".png": Codec.PNG}
+
+
 class DropReason(enum.IntEnum):
     BACKPRESSURE = 1  # captured while the host had no credits (policy "drop")
     EVICTED = 2  # asked for a frame the recorder no longer holds

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware_bridge.faults import FaultInjector, Faults
-from firmware_bridge.protocol import UART_MAX_CHUNK, Codec, MessageType, crc32
+from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, Codec, MessageType, crc32
 from firmware_bridge.recorder import Outgoing, Policy, Recorder
 from firmware_bridge.stream import LinkError, StreamDecoder
 
@@ -150,10 +150,10 @@ def frame_bytes(seed: int, index: int, size: int) -> bytes:
 
 def folder_frames(folder: Path) -> Iterator[tuple[bytes, int, int, int]]:
     """Encoded image files of a folder, in name order, as the recorder would send them."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    for path in files:
-        codec = Codec.PNG if path.suffix.lower() == ".png" else Codec.JPEG
-        yield path.read_bytes(), int(codec), 0, 0
+    for path in sorted(folder.rglob("*")):
+        codec = CODEC_BY_SUFFIX.get(path.suffix.lower())
+        if codec is not None and path.is_file():
+            yield path.read_bytes(), int(codec), 0, 0
 
 
 def video_frames(path: Path, quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:

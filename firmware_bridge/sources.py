@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge.frames import VIDEO_SUFFIXES
 from firmware_bridge.host import HostLink, ReceivedFrame
 from firmware_bridge.ledger import Ledger, Outcome
-from firmware_bridge.protocol import Codec
+from firmware_bridge.protocol import CODEC_BY_SUFFIX, Codec
 from firmware_bridge.transport import Receiver, SerialTransport
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v"})
-IMAGE_CODECS = {".jpg": Codec.JPEG, ".jpeg": Codec.JPEG, ".png": Codec.PNG}
 LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
 
 
@@ -159,7 +158,7 @@ class DirSource:
             return []
         index, path = self._index, self.files[self._index]
         self._index += 1
-        codec = IMAGE_CODECS.get(path.suffix.lower())
+        codec = CODEC_BY_SUFFIX.get(path.suffix.lower())
         if codec is None:
             self._session.settle(index, Outcome.LOST, "not an image file")
             return []
