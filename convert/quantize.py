@@ -122,26 +122,15 @@ def _export_all(model_path: Path, out: Path, calib: np.ndarray) -> None:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    from convert.tflite import write_tflite
+
     model = keras.models.load_model(model_path)
     size = int(model.input_shape[1])
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         model.export(str(saved), verbose=False)
 
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        (out / "fp32.tflite").write_bytes(converter.convert())
-
-        def representative():  # type: ignore[no-untyped-def]
-            for frame in calib:
-                yield [frame[None]]
-
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        (out / "int8.tflite").write_bytes(converter.convert())
+        write_tflite(saved, calib, out)
 
         ov_model = ov.convert_model(str(saved))
         ov_model.reshape({ov_model.inputs[0].get_any_name(): [1, size, size, 3]})

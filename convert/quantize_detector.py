@@ -109,6 +109,7 @@ def _export_all(export: Path, out: Path, calib: np.ndarray, size: int) -> None:
     import onnxruntime as ort
     import openvino as ov
 
+    from convert.tflite import write_tflite
     from convert.yolov5_keras import build
 
     meta = _read_json(export / "detector.json")
@@ -140,30 +141,10 @@ def _export_all(export: Path, out: Path, calib: np.ndarray, size: int) -> None:
         if worst > KERAS_PORT_TOLERANCE:
             raise RuntimeError(f"Keras port differs from raw.onnx by {worst:.2e}")
 
-    write_tflite(model, calib, out)
-
-
-def write_tflite(model: Any, calib: np.ndarray, out: Path) -> None:
-    """``fp32.tflite`` and full-integer ``int8.tflite`` (int8 in and out) of a Keras model."""
-    import tensorflow as tf
-
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         model.export(str(saved), verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        (out / "fp32.tflite").write_bytes(converter.convert())
-
-        def representative():  # type: ignore[no-untyped-def]
-            for frame in calib:
-                yield [frame[None]]
-
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        (out / "int8.tflite").write_bytes(converter.convert())
+        write_tflite(saved, calib, out)
 
 
 def card_fields(

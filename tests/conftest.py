@@ -124,7 +124,8 @@ def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     made by the real Keras port and converter."""
     pytest.importorskip("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from convert.quantize_detector import card_fields, write_tflite
+    from convert.quantize_detector import card_fields
+    from convert.tflite import write_tflite
     from convert.yolov5_keras import build
     from edge.models.card import write_card
 
@@ -138,7 +139,8 @@ def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build(TINY_YOLO, weights, size)
     out = tmp_path_factory.mktemp("tiny-detector")
     calib = rng.uniform(0, 255, (16, size, size, 3)).astype(np.float32)
-    write_tflite(model, calib, out)
+    model.export(str(out / "saved_model"), verbose=False)
+    write_tflite(out / "saved_model", calib, out)
     meta = {
         "input_size": size,
         "names": ["polyp"],

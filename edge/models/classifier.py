@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
-from edge.backends import Backend, BackendOptions, open_backend
+from edge.backends import Backend, BackendOptions
 from edge.backends.base import TensorSpec
-from edge.backends.registry import BACKENDS
 from edge.errors import ModelError
-from edge.models.card import ModelCard, load_card
+from edge.models.adapter import ModelAdapter, open_model
+from edge.models.card import ModelCard
 from edge.models.quant import dequantize, quantize
 from edge.preprocess import PREPROCESSING_ID, Image, prepare
 from edge.types import Classification, ClassScore
 
 
-class Classifier:
+class Classifier(ModelAdapter):
     """Classifies RGB uint8 frames of any size. Use :meth:`open` to build one."""
 
     def __init__(self, backend: Backend, card: ModelCard) -> None:
@@ -64,16 +63,8 @@ class Classifier:
         *,
         verify: bool = True,
     ) -> Classifier:
-        card = load_card(model)
-        allowed = BACKENDS[backend].formats if backend in BACKENDS else ()
-        if allowed and card.format not in allowed:
-            raise ModelError(
-                f"{card.model_path}: backend {backend!r} cannot run a {card.format} model "
-                f"(it runs {', '.join(allowed)})"
-            )
-        if verify:
-            card.verify()
-        return cls(open_backend(backend, card.model_path, options), card)
+        card, runner = open_model(model, backend, options, verify)
+        return cls(runner, card)
 
     def preprocess(self, frame: Image) -> Image:
         return prepare(frame, self.size)
@@ -104,17 +95,3 @@ class Classifier:
         return Classification(
             tuple(ClassScore(self.labels[i], int(i), float(probs[i])) for i in order)
         )
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __enter__(self) -> Classifier:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -16,17 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edge.backends import Backend, BackendOptions, open_backend
+from edge.backends import Backend, BackendOptions
 from edge.backends.base import Quantization, TensorSpec
-from edge.backends.registry import BACKENDS
 from edge.errors import ModelError
-from edge.models.card import ModelCard, load_card
+from edge.models.adapter import ModelAdapter, open_model
+from edge.models.card import ModelCard
 from edge.models.quant import dequantize, quantize
 from edge.preprocess import LETTERBOX_ID, Image, Letterbox, letterbox
 from edge.types import BBox, Detection, Detections
@@ -132,7 +131,7 @@ def select(
     )
 
 
-class Detector:
+class Detector(ModelAdapter):
     """Finds objects in RGB uint8 frames of any size. Use :meth:`open` to build one."""
 
     def __init__(
@@ -189,18 +188,8 @@ class Detector:
         conf_threshold: float = CONF_THRESHOLD,
         iou_threshold: float = IOU_THRESHOLD,
     ) -> Detector:
-        card = load_card(model)
-        allowed = BACKENDS[backend].formats if backend in BACKENDS else ()
-        if allowed and card.format not in allowed:
-            raise ModelError(
-                f"{card.model_path}: backend {backend!r} cannot run a {card.format} model "
-                f"(it runs {', '.join(allowed)})"
-            )
-        if verify:
-            card.verify()
-        return cls(
-            open_backend(backend, card.model_path, options), card, conf_threshold, iou_threshold
-        )
+        card, runner = open_model(model, backend, options, verify)
+        return cls(runner, card, conf_threshold, iou_threshold)
 
     def preprocess(self, frame: Image) -> tuple[Image, Letterbox]:
         return letterbox(frame, self.size)
@@ -240,17 +229,3 @@ class Detector:
             label = self.labels[cid] if cid < len(self.labels) else str(int(cid))
             items.append(Detection(box, float(score), label, int(cid)))
         return Detections(width, height, tuple(items))
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __enter__(self) -> Detector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -1,0 +1,49 @@
+"""What every model adapter (classifier, detector) shares: opening a model file on a
+backend through its card, and closing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from edge.backends import Backend, BackendOptions, open_backend
+from edge.backends.registry import BACKENDS
+from edge.errors import ModelError
+from edge.models.card import ModelCard, load_card
+
+A = TypeVar("A", bound="ModelAdapter")
+
+
+def open_model(
+    model: str | Path, backend: str, options: BackendOptions | None, verify: bool
+) -> tuple[ModelCard, Backend]:
+    """The model's card (sha256-checked when ``verify``) and a backend running it."""
+    card = load_card(model)
+    allowed = BACKENDS[backend].formats if backend in BACKENDS else ()
+    if allowed and card.format not in allowed:
+        raise ModelError(
+            f"{card.model_path}: backend {backend!r} cannot run a {card.format} model "
+            f"(it runs {', '.join(allowed)})"
+        )
+    if verify:
+        card.verify()
+    return card, open_backend(backend, card.model_path, options)
+
+
+class ModelAdapter:
+    backend: Backend
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self: A) -> A:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
