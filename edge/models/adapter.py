@@ -7,10 +7,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+import numpy as np
+
 from edge.backends import Backend, BackendOptions, open_backend
+from edge.backends.base import Quantization, TensorSpec
 from edge.backends.registry import BACKENDS
 from edge.errors import ModelError
 from edge.models.card import ModelCard, load_card
+from edge.models.quant import quantize
 
 A = TypeVar("A", bound="ModelAdapter")
 
@@ -29,6 +33,21 @@ def open_model(
     if verify:
         card.verify()
     return card, open_backend(backend, card.model_path, options)
+
+
+def input_quantization(spec: TensorSpec, card: ModelCard) -> Quantization | None:
+    """The input's quantisation: LiteRT reports it itself; OpenVINO running a .tflite
+    does not, so the card's figures stand in."""
+    if spec.quantization is not None:
+        return spec.quantization
+    return card.input_quantization if spec.dtype.kind in "iu" else None
+
+
+def input_tensor(batch: np.ndarray, spec: TensorSpec, quant: Quantization | None) -> np.ndarray:
+    """A batch of frames (float or uint8, 0-255) as the backend's input tensor."""
+    if quant is not None:
+        return quantize(batch.astype(np.float32), quant, spec.dtype)
+    return batch.astype(spec.dtype)
 
 
 class ModelAdapter:

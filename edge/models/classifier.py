@@ -10,9 +10,9 @@ import numpy as np
 from edge.backends import Backend, BackendOptions
 from edge.backends.base import TensorSpec
 from edge.errors import ModelError
-from edge.models.adapter import ModelAdapter, open_model
+from edge.models.adapter import ModelAdapter, input_quantization, input_tensor, open_model
 from edge.models.card import ModelCard
-from edge.models.quant import dequantize, quantize
+from edge.models.quant import dequantize
 from edge.preprocess import PREPROCESSING_ID, Image, prepare
 from edge.types import Classification, ClassScore
 
@@ -34,11 +34,8 @@ class Classifier(ModelAdapter):
         self.size = card.input_size
         self._input: TensorSpec = backend.inputs[0]
         self._output: TensorSpec = backend.outputs[0]
-        # LiteRT reports quantisation itself; OpenVINO running a .tflite does not, so the
-        # card's figures stand in.
-        self._in_quant = self._input.quantization or (
-            card.input_quantization if self._input.dtype.kind in "iu" else None
-        )
+        # As for the input (adapter.input_quantization): the card stands in for OpenVINO.
+        self._in_quant = input_quantization(self._input, card)
         self._out_quant = self._output.quantization or (
             card.output_quantization if self._output.dtype.kind in "iu" else None
         )
@@ -71,9 +68,7 @@ class Classifier(ModelAdapter):
 
     def to_input(self, batch: np.ndarray) -> np.ndarray:
         """The backend's input tensor for a batch of preprocessed frames."""
-        if self._in_quant is not None:
-            return quantize(batch.astype(np.float32), self._in_quant, self._input.dtype)
-        return batch.astype(self._input.dtype)
+        return input_tensor(batch, self._input, self._in_quant)
 
     def probabilities(self, prepared: Sequence[Image]) -> np.ndarray:
         """Class probabilities, shape (n, classes), for already preprocessed frames."""

@@ -24,9 +24,9 @@ import numpy.typing as npt
 from edge.backends import Backend, BackendOptions
 from edge.backends.base import Quantization, TensorSpec
 from edge.errors import ModelError
-from edge.models.adapter import ModelAdapter, open_model
+from edge.models.adapter import ModelAdapter, input_quantization, input_tensor, open_model
 from edge.models.card import ModelCard
-from edge.models.quant import dequantize, quantize
+from edge.models.quant import dequantize
 from edge.preprocess import LETTERBOX_ID, Image, Letterbox, letterbox
 from edge.types import BBox, Detection, Detections
 
@@ -160,9 +160,7 @@ class Detector(ModelAdapter):
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self._input: TensorSpec = backend.inputs[0]
-        self._in_quant = self._input.quantization or (
-            card.input_quantization if self._input.dtype.kind in "iu" else None
-        )
+        self._in_quant = input_quantization(self._input, card)
         self._out_quant: list[Quantization | None] = []
         for spec in backend.outputs:
             if spec.dtype.kind in "iu" and spec.quantization is None:
@@ -196,10 +194,7 @@ class Detector(ModelAdapter):
 
     def to_input(self, prepared: Image) -> np.ndarray:
         """The backend's input tensor for one letterboxed frame."""
-        batch = prepared[None].astype(np.float32)
-        if self._in_quant is not None:
-            return quantize(batch, self._in_quant, self._input.dtype)
-        return batch.astype(self._input.dtype)
+        return input_tensor(prepared[None], self._input, self._in_quant)
 
     def rows(self, prepared: Image) -> FloatArray:
         """Decoded (N, 5 + nc) candidate rows for one letterboxed frame."""
