@@ -18,14 +18,13 @@ from edge.bundled import bundled_cards, default_model
 from edge.cli_options import add_model_args, backend_options
 from edge.detect_cli import add_parsers as add_detect_parsers
 from edge.errors import CapsuleEdgeError
-from edge.frames import decode_files, expand_paths, load_frames
+from edge.frames import load_frames
 from edge.models.card import ModelCard, load_card
 from edge.models.classifier import Classifier
 from edge.preprocess import Image
+from edge.runtime.cli import add_parsers as add_runtime_parsers
 from edge.types import Skipped
 from firmware_bridge.cli import add_parsers as add_simulate_parsers
-
-DEMO_DATA = Path("../shared/data/hyper-kvasir")
 
 
 def _open_classifier(args: argparse.Namespace) -> Classifier:
@@ -86,40 +85,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0 if stats.latency_ms else 1
 
 
-def synthetic_frames(count: int, seed: int = 0) -> Iterator[tuple[str, Image]]:
-    """Frames that look vaguely like mucosa: for a demo where no real data is at hand."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:430, 0:512].astype(np.float32)
-    for i in range(count):
-        cx, cy = rng.uniform(150, 360), rng.uniform(120, 310)
-        shade = np.clip(1.2 - np.hypot(x - cx, y - cy) / 400, 0.2, 1.0)
-        noise = rng.normal(0, 12, (430, 512, 1)).astype(np.float32)
-        base = np.array([200, 90, 80], dtype=np.float32) * rng.uniform(0.7, 1.1, 3)
-        frame = np.clip(shade[..., None] * base + noise, 0, 255).astype(np.uint8)
-        yield f"synthetic-{i:04d}", frame
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    frames: Iterator[tuple[str, Image] | Skipped]
-    folder = args.frames if args.frames is not None else DEMO_DATA
-    if args.frames is not None or DEMO_DATA.is_dir():
-        source = f"frames from {folder}" + ("" if args.frames else " (no --frames given)")
-        paths = list(expand_paths([folder]))
-        if args.limit and len(paths) > args.limit:
-            # evenly spread over the folder, so a class-sorted tree shows every class
-            paths = [paths[round(i)] for i in np.linspace(0, len(paths) - 1, args.limit)]
-        frames = decode_files(paths)
-    else:
-        source = f"synthetic frames ({DEMO_DATA} not found and no --frames given)"
-        frames = iter(synthetic_frames(args.limit or 50))
-    stats = StreamStats()
-    with _open_classifier(args) as clf:
-        print(f"demo: {clf.card.name} on {args.backend}, {source}", file=sys.stderr)
-        _classify_stream(clf, frames, stats)
-    print(stats.summary())
-    return 0 if stats.latency_ms else 1
-
-
 def cmd_eval_classify(args: argparse.Namespace) -> int:
     from edge.evaluate import evaluate_classifier
 
@@ -157,14 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(c)
     c.set_defaults(func=cmd_classify)
 
-    d = sub.add_parser("demo", help="classify a stream of frames and summarise")
-    d.add_argument(
-        "--frames", type=Path, help="folder of frames (default: shared data or synthetic)"
-    )
-    d.add_argument("--limit", type=int, default=200, help="frames to classify (0: all)")
-    add_model_args(d)
-    d.set_defaults(func=cmd_demo)
-
     e = sub.add_parser("eval", help="measure a model on labelled data")
     esub = e.add_subparsers(dest="task", required=True)
     ec = esub.add_parser("classify", help="accuracy, macro-F1, recall, confusion matrix")
@@ -181,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_detect_parsers(sub, esub)
     add_simulate_parsers(sub)
+    add_runtime_parsers(sub)
 
     m = sub.add_parser("models", help="list the bundled models")
     m.set_defaults(func=cmd_models)

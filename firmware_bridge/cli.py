@@ -18,6 +18,8 @@ from firmware_bridge.simulator import (
     Simulator,
     SocketWire,
     folder_frames,
+    mixed_frames,
+    mucosa_frames,
     synthetic_frames,
     video_frames,
 )
@@ -45,11 +47,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     wire = SocketWire(args.listen) if args.listen is not None else PtyWire(args.pty_link)
     link = args.pty_link if args.listen is None and args.pty_link else None
     print(str(link) if link else wire.path, flush=True)
-    if args.frames is not None:
-        if not args.frames.is_dir():
-            print(f"capsule-edge: {args.frames}: no such folder", file=sys.stderr)
+    if args.frames:
+        for folder in args.frames:
+            if not folder.is_dir():
+                print(f"capsule-edge: {folder}: no such folder", file=sys.stderr)
+                return 2
+        try:
+            frames = (
+                folder_frames(args.frames[0])
+                if len(args.frames) == 1 and not args.loop
+                else mixed_frames(args.frames)
+            )
+            first = next(frames)
+        except (ValueError, StopIteration):
+            print(
+                f"capsule-edge: no image files in {' '.join(map(str, args.frames))}",
+                file=sys.stderr,
+            )
             return 2
-        frames = folder_frames(args.frames)
+        frames = itertools.chain([first], frames)
+    elif args.mucosa:
+        frames = mucosa_frames(args.seed)
     elif args.video is not None:
         try:
             frames = video_frames(args.video)
@@ -126,7 +144,14 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--count", type=int, default=100, help="frames to send")
     s.add_argument("--fps", type=float, default=5.0, help="capture rate (0: as fast as it goes)")
     s.add_argument("--size", type=int, default=30_000, help="synthetic frame size in bytes")
-    s.add_argument("--frames", type=Path, help="send the image files of this folder instead")
+    s.add_argument(
+        "--frames",
+        type=Path,
+        nargs="+",
+        help="send the image files of this folder (several: one from each in turn, repeating)",
+    )
+    s.add_argument("--loop", action="store_true", help="repeat the --frames files as needed")
+    s.add_argument("--mucosa", action="store_true", help="synthetic mucosa-coloured JPEG frames")
     s.add_argument("--video", type=Path, help="send the frames of this video (as JPEG)")
     s.add_argument("--chunk", type=int, default=UART_MAX_CHUNK, help="largest chunk payload")
     s.add_argument("--window", type=int, default=64, help="unacknowledged frames kept")

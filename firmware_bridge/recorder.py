@@ -27,6 +27,7 @@ from firmware_bridge.protocol import (
     MessageType,
     Meta,
     ProtocolError,
+    Result,
     bits,
     crc32,
     encode,
@@ -93,6 +94,7 @@ class Recorder:
         self.acked_next = 0  # every index below this the host has
         self.counters = RecorderCounters()
         self.drops: dict[int, DropReason] = {}
+        self.results: dict[int, Result] = {}  # findings the host sent back, by frame
         self._next_index = 0
         self._queue: deque[CapturedFrame] = deque()
         self._window: OrderedDict[int, CapturedFrame] = OrderedDict()
@@ -165,6 +167,8 @@ class Recorder:
                     else:
                         for chunk in bits(bitmap, count):
                             self._resend.append((index, chunk))
+            elif h.type == MessageType.RESULT:
+                self.results[h.frame] = Result.unpack(m.payload)
         except ProtocolError:
             pass
 

@@ -10,6 +10,7 @@ symlink is kept at LINK if given, which follows the pty across simulated unplugs
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -154,6 +155,43 @@ def folder_frames(folder: Path) -> Iterator[tuple[bytes, int, int, int]]:
         codec = CODEC_BY_SUFFIX.get(path.suffix.lower())
         if codec is not None and path.is_file():
             yield path.read_bytes(), int(codec), 0, 0
+
+
+def mixed_frames(folders: list[Path]) -> Iterator[tuple[bytes, int, int, int]]:
+    """The image files of several folders taken in turn (one from each), over and over:
+    a long stream from a few hundred files, every folder represented throughout."""
+    lists = [
+        [p for p in sorted(f.rglob("*")) if p.suffix.lower() in CODEC_BY_SUFFIX and p.is_file()]
+        for f in folders
+    ]
+    lists = [files for files in lists if files]
+    if not lists:
+        raise ValueError(f"no image files in {', '.join(map(str, folders))}")
+    for i in itertools.count():
+        files = lists[i % len(lists)]
+        path = files[(i // len(lists)) % len(files)]
+        yield path.read_bytes(), int(CODEC_BY_SUFFIX[path.suffix.lower()]), 0, 0
+
+
+def mucosa_frames(
+    seed: int, size: tuple[int, int] = (320, 320)
+) -> Iterator[tuple[bytes, int, int, int]]:
+    """Synthetic JPEG frames with the colours of mucosa: decodable pictures for a demo
+    where no real frames are at hand (``synthetic_frames`` are random bytes)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    while True:
+        cx, cy = rng.uniform(0.3 * w, 0.7 * w), rng.uniform(0.3 * h, 0.7 * h)
+        shade = np.clip(1.2 - np.hypot(x - cx, y - cy) / (0.8 * w), 0.2, 1.0)
+        noise = rng.normal(0, 12, (h, w, 1)).astype(np.float32)
+        base = np.array([80, 90, 200], dtype=np.float32) * rng.uniform(0.7, 1.1, 3)  # BGR
+        frame = np.clip(shade[..., None] * base + noise, 0, 255).astype(np.uint8)
+        _, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        yield jpeg.tobytes(), int(Codec.JPEG), w, h
 
 
 def video_frames(path: Path, quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:
@@ -342,5 +380,10 @@ class Simulator:
             "bursts": truth.bursts,
             "bytes_sent": truth.bytes_sent,
             "sessions": [r.session for r in self.sessions],
+            "results": {
+                f"{r.session}:{i}": [res.class_id, round(res.confidence, 4), len(res.boxes)]
+                for r in self.sessions
+                for i, res in sorted(r.results.items())
+            },
         }
         path.write_text(json.dumps(doc) + "\n", encoding="utf-8")

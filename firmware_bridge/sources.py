@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from edge.frames import VIDEO_SUFFIXES
 from firmware_bridge.host import HostLink, ReceivedFrame
 from firmware_bridge.ledger import Ledger, Outcome
-from firmware_bridge.protocol import CODEC_BY_SUFFIX, Codec
+from firmware_bridge.protocol import CODEC_BY_SUFFIX, Codec, Result
 from firmware_bridge.transport import Receiver, SerialTransport
 
 LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
@@ -40,6 +40,8 @@ class SourceFrame:
     data: bytes | None = None
     image: Any = None  # numpy RGB uint8, for sources that decode themselves
     link_frame: ReceivedFrame | None = None
+    width: int = 0  # for raw pixel codecs (from the recorder's META)
+    height: int = 0
 
 
 class FrameSource(Protocol):
@@ -54,6 +56,16 @@ class FrameSource(Protocol):
         """The frame is stored; a link may now acknowledge it."""
         ...
 
+    def send_result(self, frame: SourceFrame, result: Result) -> None:
+        """Findings for a frame, back to where it came from (if that listens)."""
+        ...
+
+    def flush(self) -> None:
+        """Send the replies queued so far (acknowledgements, results)."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
     @property
     def finished(self) -> bool: ...
 
@@ -61,25 +73,61 @@ class FrameSource(Protocol):
 
 
 class LinkSource:
-    """A recorder over the link protocol (serial, socket or USB)."""
+    """A recorder over the link protocol (serial, socket or USB).
 
-    def __init__(self, receiver: Receiver) -> None:
+    With ``hold_replies`` nothing goes back to the recorder until ``flush()``: the
+    caller first makes durable what the replies will acknowledge (frames and the
+    ledger outcomes an ACK moves past).
+    """
+
+    def __init__(self, receiver: Receiver, *, hold_replies: bool = False) -> None:
         self.receiver = receiver
         self.link: HostLink = receiver.link
         self.ledger = self.link.ledger
         self.name = receiver.transport.name
+        self.hold_replies = hold_replies
+        receiver.write_replies = not hold_replies
+
+    def connect(self) -> None:
+        """Open the transport now; LinkDown (one line) if it cannot be opened."""
+        self.receiver.transport.open()
+        self.receiver.connected = True
 
     def poll(self) -> list[SourceFrame]:
         out = [
-            SourceFrame(f.session, f.index, f.codec, f.timestamp_us, data=f.data, link_frame=f)
+            SourceFrame(
+                f.session,
+                f.index,
+                f.codec,
+                f.timestamp_us,
+                data=f.data,
+                link_frame=f,
+                width=f.meta.width,
+                height=f.meta.height,
+            )
             for f in self.receiver.poll()
         ]
-        self.receiver.flush()
+        if not self.hold_replies:
+            self.receiver.flush()
         return out
 
     def confirm(self, frame: SourceFrame) -> None:
         if frame.link_frame is not None:
             self.link.confirm(frame.link_frame)
+
+    def send_result(self, frame: SourceFrame, result: Result) -> None:
+        if frame.link_frame is not None:
+            self.link.send_result(frame.link_frame, result)
+
+    def flush(self) -> None:
+        self.receiver.flush()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self.receiver.connected,
+            "reconnects": self.receiver.reconnects,
+            **self.link.status(),
+        }
 
     @property
     def finished(self) -> bool:
@@ -131,6 +179,15 @@ class VideoSource:
     def confirm(self, frame: SourceFrame) -> None:
         pass
 
+    def send_result(self, frame: SourceFrame, result: Result) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"ledger": dict(self.ledger.counts())}
+
     @property
     def finished(self) -> bool:
         return self._done
@@ -174,6 +231,15 @@ class DirSource:
     def confirm(self, frame: SourceFrame) -> None:
         pass
 
+    def send_result(self, frame: SourceFrame, result: Result) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"ledger": dict(self.ledger.counts())}
+
     @property
     def finished(self) -> bool:
         return self._index >= len(self.files)
@@ -182,7 +248,9 @@ class DirSource:
         pass
 
 
-def open_source(url: str, *, capacity: int = 64, retransmit: bool = True) -> FrameSource:
+def open_source(
+    url: str, *, capacity: int = 64, retransmit: bool = True, hold_replies: bool = False
+) -> FrameSource:
     """A frame source for ``url`` (see the module docstring); ValueError if unusable."""
     parsed = urllib.parse.urlsplit(url)
     scheme = parsed.scheme
@@ -197,16 +265,17 @@ def open_source(url: str, *, capacity: int = 64, retransmit: bool = True) -> Fra
     if scheme == "usb":
         from firmware_bridge.usb import UsbTransport
 
-        return LinkSource(Receiver(UsbTransport(url), link))
+        return LinkSource(Receiver(UsbTransport(url), link), hold_replies=hold_replies)
     if scheme == "serial":
         query = urllib.parse.parse_qs(parsed.query)
         try:
             baud = int(query.get("baud", ["921600"])[0])
         except ValueError:
             raise ValueError(f"{url}: baud must be a number") from None
-        return LinkSource(Receiver(SerialTransport(parsed.path, baudrate=baud), link))
+        transport = SerialTransport(parsed.path, baudrate=baud)
+        return LinkSource(Receiver(transport, link), hold_replies=hold_replies)
     if scheme in ("socket", "rfc2217", "loop", "spy", "hwgrep", "alt", ""):
-        return LinkSource(Receiver(SerialTransport(url), link))
+        return LinkSource(Receiver(SerialTransport(url), link), hold_replies=hold_replies)
     raise ValueError(
         f"{url}: unknown source (serial://, socket://, usb://, video://, dir://, or a device path)"
     )

@@ -46,9 +46,16 @@ class SerialTransport:
         import serial  # pyserial: part of the edge profile
 
         try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0)
+            # A device path is locked (flock) so that two programs never share a port.
+            exclusive = {} if "://" in self.url else {"exclusive": True}
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=0, **exclusive
+            )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkDown(f"{self.url}: cannot open ({exc})") from None
+            reason = str(exc)
+            if "lock" in reason.lower():
+                reason = "busy: another program has it open"
+            raise LinkDown(f"{self.url}: cannot open ({reason})") from None
         try:
             self._fd: int | None = self._port.fileno()
         except (AttributeError, OSError, serial.SerialException):
@@ -116,6 +123,7 @@ class Receiver:
         self.link = link
         self.max_backoff = max_backoff
         self.connected = False
+        self.write_replies = True  # False: replies wait for flush()
         self.reconnects = 0
         self._backoff = 0.05
         self._retry_at = 0.0
@@ -128,7 +136,8 @@ class Receiver:
             data = self.transport.read()
             if data:
                 self.link.receive(data)
-            self.transport.write(self.link.outgoing())
+            if self.write_replies:
+                self.transport.write(self.link.outgoing())
         except LinkDown as exc:
             log.warning("link down: %s", exc)
             self.connected = False

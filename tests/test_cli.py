@@ -126,37 +126,3 @@ def test_models_lists_cards(tiny_run, monkeypatch, capsys):
     assert "edgecnn-int8-tflite" in out and "edgecnn-fp32-onnx" in out
     sha = json.loads((tiny_run / "int8.tflite.card.json").read_text())["sha256"]
     assert sha in out
-
-
-def test_demo_on_a_folder(tiny_run, frames_dir, capsys):
-    code = main(["demo", "--frames", str(frames_dir), "--model", str(tiny_run / "int8.tflite")])
-    out, err = capsys.readouterr()
-    assert code == 0
-    assert f"frames from {frames_dir}" in err
-    assert "3 frames classified, 2 skipped" in out and "p95" in out and "frames/s" in out
-
-
-def test_demo_synthetic_when_no_data(tiny_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
-    code = main(["demo", "--limit", "5", "--model", str(tiny_run / "int8.tflite")])
-    out, err = capsys.readouterr()
-    assert code == 0
-    assert "synthetic frames" in err and "5 frames classified" in out
-
-
-def test_demo_limit_spreads_over_a_class_sorted_folder(tiny_run, tiny_dataset, capsys):
-    code = main(
-        [
-            "demo",
-            "--frames",
-            str(tiny_dataset),
-            "--limit",
-            "4",
-            "--model",
-            str(tiny_run / "int8.tflite"),
-        ]
-    )
-    out = capsys.readouterr().out
-    classified = [line for line in out.splitlines() if "\t" in line]
-    assert code == 0 and len(classified) == 4
-    assert {Path(line.split("\t")[0]).parent.name for line in classified} == {"mucosa", "stool"}

@@ -51,6 +51,8 @@ class Backend(Protocol):
     """An opened model. ``run`` takes and returns tensors in the model's own dtypes."""
 
     name: str
+    device: str  # where it really runs, as the library reports it (e.g. "CPU", "GPU.0")
+    fallback: str | None  # set when it runs somewhere other than what was asked for
 
     @property
     def inputs(self) -> Sequence[TensorSpec]: ...

@@ -33,8 +33,10 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 class LiteRTBackend:
     name = "litert"
 
-    def __init__(self, interpreter: Any) -> None:
+    def __init__(self, interpreter: Any, device: str = "CPU", fallback: str | None = None) -> None:
         self._interpreter = interpreter
+        self.device = device
+        self.fallback = fallback
         self._in = interpreter.get_input_details()
         self._out = interpreter.get_output_details()
         self._inputs = [_spec(d) for d in self._in]
@@ -84,4 +86,21 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> LiteRTBa
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{model_path}: LiteRT cannot load it ({exc})") from None
-    return LiteRTBackend(interpreter)
+    if not options.delegate:
+        return LiteRTBackend(interpreter)
+    # A delegate that loads may still take no part of the graph (an Edge TPU with a
+    # model not compiled for it): the plan then looks as it does without the delegate.
+    plain = interpreter_module.Interpreter(model_path=str(model_path), num_threads=options.threads)
+    plain.allocate_tensors()
+    took_nothing = _plan(interpreter) == _plan(plain)
+    fallback = (
+        f"LiteRT delegate {options.delegate!r} took no operation of the model: it runs on the CPU"
+        if took_nothing
+        else None
+    )
+    device = "CPU" if took_nothing else f"CPU+{Path(options.delegate).name}"
+    return LiteRTBackend(interpreter, device, fallback)
+
+
+def _plan(interpreter: Any) -> list[str]:
+    return [op["op_name"] for op in interpreter._get_ops_details()]

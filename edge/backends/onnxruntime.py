@@ -29,8 +29,17 @@ def _spec(arg: Any) -> TensorSpec:
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, requested: tuple[str, ...] = ()) -> None:
         self._session = session
+        active = list(session.get_providers())
+        self.device = active[0] if active else "CPUExecutionProvider"
+        # ONNX Runtime drops a provider that fails to initialise with only a log line.
+        lost = [p for p in requested if p not in active]
+        self.fallback = (
+            f"ONNX Runtime provider(s) {', '.join(lost)} did not start: running on {self.device}"
+            if lost
+            else None
+        )
         self._inputs = [_spec(a) for a in session.get_inputs()]
         self._outputs = [_spec(a) for a in session.get_outputs()]
 
@@ -72,4 +81,4 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> OnnxRunt
     except Exception as exc:  # onnxruntime raises its own unexported exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{model_path}: ONNX Runtime cannot load it ({first})") from None
-    return OnnxRuntimeBackend(session)
+    return OnnxRuntimeBackend(session, tuple(options.providers))

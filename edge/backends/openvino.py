@@ -21,8 +21,22 @@ def _spec(port: Any) -> TensorSpec:
 class OpenVINOBackend:
     name = "openvino"
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, requested: str = "CPU") -> None:
         self._compiled = compiled
+        try:
+            devices = [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
+        except RuntimeError:
+            devices = [requested]
+        self.device = ",".join(devices)
+        # AUTO or a device list may choose; a named accelerator that became the CPU is a
+        # fall-back the user should hear about.
+        wanted = requested.split(":")[0].split(".")[0]
+        self.fallback = (
+            f"OpenVINO was asked for {requested} but runs on {self.device}"
+            if wanted not in ("AUTO", "MULTI", "HETERO", "CPU")
+            and not any(d.startswith(wanted) for d in devices)
+            else None
+        )
         self._request = compiled.create_infer_request()
         self._inputs = [_spec(p) for p in compiled.inputs]
         self._outputs = [_spec(p) for p in compiled.outputs]
@@ -74,7 +88,7 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> OpenVINO
         raise ModelError(
             f"{model_path}: OpenVINO cannot load it on {options.device} ({first})"
         ) from None
-    return OpenVINOBackend(compiled)
+    return OpenVINOBackend(compiled, options.device)
 
 
 def _static(port: Any) -> list[int]:

@@ -14,10 +14,16 @@ bad value is a one-line error naming the key and the file.
     device = "CPU"          # OpenVINO: CPU, GPU, NPU, AUTO
     delegate = ""           # LiteRT delegate library, e.g. libedgetpu.so.1
     providers = []          # ONNX Runtime providers, e.g. ["CUDAExecutionProvider"]
+    precision = "f32"       # OpenVINO inference precision hint: f32 | f16 | bf16
+    # [detector] only:
+    conf = 0.25             # findings at or above this confidence
+    iou = 0.45              # NMS overlap
 
     [pipeline]
     backlog = 256           # frames stored but not yet inferred, at most
     policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
+    drain_s = 10.0          # at SIGINT/SIGTERM, infer the backlog for at most this long;
+                            # what is left is inferred when the study is resumed
 
     [link]
     capacity = 64           # frames the recorder may have beyond the last ACK
@@ -59,6 +65,10 @@ def _at_least(low: int) -> Check:
     return lambda v: None if v >= low else f"must be at least {low}"
 
 
+def _between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
 def _port(v: int) -> str | None:
     return None if 0 <= v <= 65535 else "must be a port number (0-65535)"
 
@@ -82,15 +92,22 @@ MODEL_KEYS = {
     "device": Key(str, "CPU"),
     "delegate": Key(str, ""),
     "providers": Key(list, [], _strings),
+    "precision": Key(str, "f32", _one_of("f32", "f16", "bf16")),
+}
+DETECTOR_KEYS = {
+    **MODEL_KEYS,
+    "conf": Key(float, 0.25, _between(0.0, 1.0)),
+    "iou": Key(float, 0.45, _between(0.01, 1.0)),
 }
 SCHEMA: dict[str, dict[str, Key] | Key] = {
     "source": Key(str, ""),
     "study": Key(str, ""),
     "classifier": MODEL_KEYS,
-    "detector": MODEL_KEYS,
+    "detector": DETECTOR_KEYS,
     "pipeline": {
         "backlog": Key(int, 256, _at_least(1)),
         "policy": Key(str, "skip-oldest", _one_of("skip-oldest", "skip-newest")),
+        "drain_s": Key(float, 10.0, _between(0.0, 3600.0)),
     },
     "link": {
         "capacity": Key(int, 64, _at_least(1)),
@@ -118,7 +135,11 @@ def _check(name: str, key: Key, value: Any, where: str) -> Any:
     # bool is an int in Python; a count given as true is a mistake, not 1.
     if key.type is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise BadInputError(f"{where}: {name} must be a whole number, got {value!r}")
-    if key.type is not int and not isinstance(value, key.type):
+    if key.type is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise BadInputError(f"{where}: {name} must be a number, got {value!r}")
+    if key.type is float:
+        value = float(value)
+    elif key.type is not int and not isinstance(value, key.type):
         raise BadInputError(f"{where}: {name} must be a {key.type.__name__}, got {value!r}")
     problem = key.check(value) if key.check else None
     if problem:

@@ -1,0 +1,137 @@
+"""The runtime's models, opened from the settings: each on its own backend and device,
+checked against its card's sha256, warmed up, and reporting where it really runs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.backends import BackendOptions
+from edge.bundled import default_model
+from edge.errors import ModelError
+from edge.models.classifier import Classifier
+from edge.models.detector import Detector
+from edge.preprocess import Image
+from edge.runtime.config import Config
+from edge.store import Finding
+from edge.types import Classification, Detections
+
+log = logging.getLogger(__name__)
+
+TASKS = {"classifier": "classification", "detector": "detection"}
+
+
+@dataclass
+class Inferred:
+    classification: Classification | None
+    detections: Detections | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def findings(self) -> list[Finding]:
+        out = []
+        if self.classification is not None:
+            top = self.classification.top
+            out.append(Finding("classifier", top.label, top.score))
+        if self.detections is not None:
+            for d in self.detections.items:
+                b = d.box
+                out.append(Finding("detector", d.label, d.score, (b.x0, b.y0, b.x1, b.y1)))
+        return out
+
+
+def _options(config: Config, role: str) -> BackendOptions:
+    providers = tuple(config[f"{role}.providers"])
+    try:
+        return BackendOptions(
+            threads=config[f"{role}.threads"] or None,
+            device=config[f"{role}.device"],
+            precision=config[f"{role}.precision"],
+            delegate=config[f"{role}.delegate"] or None,
+            **({"providers": providers} if providers else {}),
+        )
+    except ValueError as exc:
+        raise ModelError(f"[{role}]: {exc}") from None
+
+
+def _model_path(config: Config, role: str) -> Path:
+    given = config[f"{role}.model"]
+    if given:
+        path = Path(given)
+        if not path.exists():
+            raise ModelError(f"[{role}] model {given}: no such file")
+        return path
+    return default_model(TASKS[role], config[f"{role}.backend"]).path
+
+
+class Models:
+    """The enabled models; ``infer`` runs each on a decoded RGB frame."""
+
+    def __init__(self, classifier: Classifier | None, detector: Detector | None) -> None:
+        self.classifier = classifier
+        self.detector = detector
+        self.fallbacks: list[str] = []
+        for role, model in (("classifier", classifier), ("detector", detector)):
+            if model is not None and model.backend.fallback:
+                self.fallbacks.append(f"{role}: {model.backend.fallback}")
+
+    @classmethod
+    def open(cls, config: Config) -> Models:
+        classifier = detector = None
+        try:
+            if config["classifier.enabled"]:
+                classifier = Classifier.open(
+                    _model_path(config, "classifier"),
+                    config["classifier.backend"],
+                    _options(config, "classifier"),
+                )
+            if config["detector.enabled"]:
+                detector = Detector.open(
+                    _model_path(config, "detector"),
+                    config["detector.backend"],
+                    _options(config, "detector"),
+                    conf_threshold=config["detector.conf"],
+                    iou_threshold=config["detector.iou"],
+                )
+        except BaseException:
+            if classifier is not None:
+                classifier.close()
+            raise
+        if classifier is None and detector is None:
+            raise ModelError("both [classifier] and [detector] are disabled: nothing to run")
+        return cls(classifier, detector)
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, where: for the study's run record, /stats and the start-up line."""
+        out: dict[str, Any] = {}
+        for role, model in (("classifier", self.classifier), ("detector", self.detector)):
+            if model is not None:
+                out[role] = {
+                    "name": model.card.name,
+                    "file": str(model.card.model_path),
+                    "sha256": model.card.sha256,
+                    "precision": model.card.precision,
+                    "backend": model.backend.name,
+                    "device": model.backend.device,
+                    "fallback": model.backend.fallback,
+                }
+        return out
+
+    def infer(self, image: Image) -> Inferred:
+        result = Inferred(None, None)
+        if self.classifier is not None:
+            start = time.perf_counter()
+            result.classification = self.classifier.classify(image)
+            result.timings_ms["classifier"] = (time.perf_counter() - start) * 1e3
+        if self.detector is not None:
+            start = time.perf_counter()
+            result.detections = self.detector.detect(image)
+            result.timings_ms["detector"] = (time.perf_counter() - start) * 1e3
+        return result
+
+    def close(self) -> None:
+        for model in (self.classifier, self.detector):
+            if model is not None:
+                model.close()

@@ -1,0 +1,374 @@
+"""``capsule-edge run`` and ``demo`` end to end: the recorder simulator on a real pty in
+its own process, the runtime in the lean environment in another, a real study folder.
+
+Runs end when the simulator exits (everything it sent is acknowledged); a deadline only
+guards against a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge.models.card import load_card
+from edge.runtime import config as settings
+from edge.runtime.models import Models
+from edge.runtime.pipeline import Runtime
+from edge.store import Study
+from firmware_bridge.protocol import crc32
+from firmware_bridge.sources import DirSource
+
+REPO = Path(__file__).resolve().parents[1]
+DEADLINE_S = 240
+
+
+def _models(tiny_run: Path, tiny_detector: Path) -> list[str]:
+    return [
+        *("--classifier-model", str(tiny_run / "int8.tflite")),
+        *("--detector-model", str(tiny_detector / "int8.tflite")),
+    ]
+
+
+def _simulator(python: Path, tmp: Path, count: int, fps: float, *extra: str):
+    link = tmp / "recorder.pty"
+    sim = subprocess.Popen(
+        [
+            *(str(python), "-m", "edge.cli", "simulate", "--pty", str(link), "--mucosa"),
+            *("--count", str(count), "--fps", str(fps), "--log", str(tmp / "truth.json")),
+            *("--linger", "60", *extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
+    return sim, link
+
+
+def _runtime(python: Path, args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(python), "-m", "edge.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        **kw,
+    )
+
+
+def _db(study: Path) -> sqlite3.Connection:
+    return sqlite3.connect(study / "study.db")
+
+
+def _check_study_against_truth(study: Path, truth: dict) -> None:
+    """Every frame sent is stored once, byte-identical, inferred once, and the ledger
+    accounts for every index."""
+    sent = {(s, i): crc for s, i, _, crc in truth["frames"]}
+    s = Study(study)
+    try:
+        stored = list(s.frames())
+        assert sorted(stored) == sorted(sent)
+        for key in stored:
+            assert crc32(s.read(*key).data) == sent[key], key
+        db = s.db
+        outcomes = dict(
+            ((se, i), o) for se, i, o in db.execute("SELECT session, idx, outcome FROM ledger")
+        )
+        assert set(outcomes) == set(sent)
+        assert set(outcomes.values()) <= {"delivered", "delivered_after_retransmit"}
+        inferred = db.execute("SELECT COUNT(*), SUM(status = 'done') FROM inference").fetchone()
+        assert inferred == (len(sent), len(sent))
+        per_frame = db.execute(
+            "SELECT COUNT(*) FROM findings WHERE model = 'classifier' GROUP BY session, idx"
+        ).fetchall()
+        assert len(per_frame) == len(sent) and {n for (n,) in per_frame} == {1}
+    finally:
+        s.close()
+
+
+def test_run_on_a_pty_stores_infers_and_answers(
+    lean_python: Path, tiny_run: Path, tiny_detector: Path, tmp_path: Path
+):
+    sim, link = _simulator(lean_python, tmp_path, 40, 0)
+    study = tmp_path / "study"
+    run = _runtime(
+        lean_python,
+        [
+            *("--source", f"serial://{link}", "--study", str(study), "--http-port", "0"),
+            *("-q", "--jsonl", *_models(tiny_run, tiny_detector)),
+        ],
+    )
+    assert run.stderr is not None and run.stdout is not None
+    url = None
+    while url is None:
+        line = run.stderr.readline()
+        assert line, "the runtime ended before it started serving"
+        if "stats http://" in line:
+            url = line.rsplit(" ", 1)[-1].strip().removesuffix("/stats")
+    assert sim.wait(timeout=DEADLINE_S) == 0
+    lines = [json.loads(run.stdout.readline()) for _ in range(40)]  # every frame, as JSON
+    stats = json.loads(urllib.request.urlopen(f"{url}/stats", timeout=10).read())
+    metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    _check_study_against_truth(study, truth)
+    assert sorted((x["session"], x["index"]) for x in lines) == [(1, i) for i in range(40)]
+    assert stats["counters"]["stored"] == 40 and stats["counters"]["inferred"] == 40
+    assert stats["link"]["ledger"] == {"DELIVERED": 40}
+    assert 'capsule_edge_frames_total{state="stored"} 40' in metrics
+    assert "capsule_edge_stage_ms" in metrics and 'stage="detector"' in metrics
+    # RESULTs reached the recorder and say what the study holds.
+    db = _db(study)
+    labels = load_card(tiny_run / "int8.tflite").labels
+    for key, (class_id, _, _) in truth["results"].items():
+        session, index = map(int, key.split(":"))
+        (label,) = db.execute(
+            "SELECT label FROM findings WHERE session=? AND idx=? AND model='classifier'",
+            (session, index),
+        ).fetchone()
+        assert label == labels[class_id]
+    assert len(truth["results"]) >= 20
+    assert "Traceback" not in err
+
+
+def test_sigkill_at_random_moments_then_resume_loses_nothing(
+    lean_python: Path, tiny_run: Path, tiny_detector: Path, tmp_path: Path
+):
+    count = 240
+    sim, link = _simulator(lean_python, tmp_path, count, 60)
+    study = tmp_path / "study"
+    args = [
+        *("--source", f"serial://{link}", "--study", str(study), "--no-http", "-q", "--jsonl"),
+        *_models(tiny_run, tiny_detector),
+    ]
+    rng = random.Random(5)
+    kills = 0
+    while sim.poll() is None and kills < 4:
+        run = _runtime(lean_python, args)
+        assert run.stdout is not None
+        # Kill after a random number of inferred frames: mid-frame, mid-commit, anywhere.
+        for _ in range(rng.randrange(5, 40)):
+            if not run.stdout.readline():
+                break
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        kills += 1
+    run = _runtime(lean_python, args)
+    assert sim.wait(timeout=DEADLINE_S) == 0
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert kills >= 3
+    _check_study_against_truth(study, json.loads((tmp_path / "truth.json").read_text()))
+
+
+class SlowModels(Models):
+    """The real models, made slower than the frames arrive (a slow device)."""
+
+    delay_s = 0.03
+
+    def infer(self, image):
+        time.sleep(self.delay_s)
+        return super().infer(image)
+
+
+@pytest.mark.parametrize(
+    ("policy", "backlog"), [("skip-oldest", 8), ("skip-newest", 8), ("skip-oldest", 1000)]
+)
+def test_slow_inference_never_costs_a_stored_frame(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, policy: str, backlog: int
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    files = sorted(tiny_dataset.rglob("*.jpg"))
+    for i in range(60):
+        (frames / f"{i:03d}.jpg").write_bytes(files[i % len(files)].read_bytes())
+    config = settings.load(
+        None,
+        {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False},
+    )
+    models = SlowModels.open(config)
+    study = Study(tmp_path / "study")
+    runtime = Runtime(DirSource(frames), study, models, backlog=backlog, policy=policy, drain_s=600)
+    summary = runtime.run(threading.Event())
+    study.close()
+    models.close()
+
+    db = _db(tmp_path / "study")
+    assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (60,)
+    rows = dict(
+        ((i, s) for i, s in db.execute("SELECT idx, status FROM inference"))  # one per frame
+    )
+    assert len(rows) == 60
+    skipped = sorted(i for i, s in rows.items() if s == "skipped")
+    assert skipped == sorted(i for _, i in runtime.skipped)
+    assert summary["frames_skipped"] == len(skipped)
+    assert summary["frames_inferred"] == 60 - len(skipped)
+    if backlog >= 60:
+        assert skipped == []  # it lags within the backlog and catches up
+    elif policy == "skip-oldest":
+        assert skipped and 59 not in skipped  # the newest frames are the ones inferred
+    else:
+        assert skipped and 0 not in skipped  # the oldest frames are inferred, in order
+
+
+def _run_main(args: list[str], capsys) -> tuple[int, str]:
+    from edge.cli import main
+
+    code = main(["run", *args])
+    return code, capsys.readouterr().err
+
+
+def test_bad_settings_and_models_are_one_line_errors(
+    tiny_run: Path, tiny_detector: Path, tmp_path: Path, capsys
+):
+    frames = f"dir://{tmp_path}"
+    study = ["--study", str(tmp_path / "s"), "--no-http", "-q"]
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[pipeline]\nbacklogg = 3\n")
+    code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
+    assert code == 2 and "unknown key pipeline.backlogg" in err
+
+    code, err = _run_main(
+        ["--source", frames, *study, "--classifier-model", str(tmp_path / "nope.tflite")], capsys
+    )
+    assert code == 2 and "nope.tflite: no such file" in err
+
+    wrong_task = ["--detector-model", str(tiny_run / "int8.tflite")]
+    code, err = _run_main(["--source", frames, *study, *wrong_task], capsys)
+    assert code == 2 and "not detection" in err
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for f in ("int8.tflite", "int8.tflite.card.json"):
+        (tampered / f).write_bytes((tiny_run / f).read_bytes())
+    data = bytearray((tampered / "int8.tflite").read_bytes())
+    data[-1] ^= 0xFF
+    (tampered / "int8.tflite").write_bytes(bytes(data))
+    code, err = _run_main(
+        [
+            "--source",
+            frames,
+            *study,
+            "--no-detector",
+            "--classifier-model",
+            str(tampered / "int8.tflite"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "does not match its card" in err
+    for message in (err,):
+        assert "Traceback" not in message and len(message.strip().splitlines()) == 1
+
+
+def test_busy_and_missing_serial_ports_are_clear(tiny_run: Path, tmp_path: Path, capsys):
+    import os
+
+    import serial
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    holder = serial.Serial(path, exclusive=True)
+    try:
+        args = [
+            "--study",
+            str(tmp_path / "s"),
+            "--no-http",
+            "-q",
+            "--no-detector",
+            "--classifier-model",
+            str(tiny_run / "int8.tflite"),
+        ]
+        code, err = _run_main(["--source", f"serial://{path}", *args], capsys)
+        assert code == 2 and "busy" in err
+        code, err = _run_main(["--source", "serial:///dev/ttyNOPE7", *args], capsys)
+        assert code == 2 and "/dev/ttyNOPE7: cannot open" in err
+    finally:
+        holder.close()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
+    lean_python: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    files = sorted(tiny_dataset.rglob("*.jpg"))
+    for i in range(400):
+        (frames / f"{i:04d}.jpg").write_bytes(files[i % len(files)].read_bytes())
+    limit = 1 << 20  # every file this process writes stops growing at 1 MiB
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    study = tmp_path / "study"
+    run = _runtime(
+        lean_python,
+        [
+            *("--source", f"dir://{frames}", "--study", str(study), "--no-http", "-q"),
+            *("--no-detector", "--classifier-model", str(tiny_run / "int8.tflite")),
+        ],
+        preexec_fn=small_disk,
+    )
+    _, err = run.communicate(timeout=DEADLINE_S)
+    assert run.returncode == 1, err
+    assert "cannot store" in err and "Traceback" not in err
+    s = Study(study)  # reopens: what was committed is whole
+    try:
+        kept = list(s.frames())
+        assert kept
+        for key in kept:
+            assert s.read(*key).data == (frames / f"{key[1]:04d}.jpg").read_bytes()
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_demo_streams_over_a_pty_and_writes_its_summary(
+    lean_python: Path,
+    tiny_run: Path,
+    tiny_detector: Path,
+    tiny_dataset: Path,
+    tmp_path: Path,
+    with_data: bool,
+):
+    out = tmp_path / "demo"
+    frames = ["--frames", str(tiny_dataset)] if with_data else []
+    demo = subprocess.run(
+        [
+            *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
+            *("--ber", "1e-5", "--seed", "3", "--out", str(out), "-q", *frames),
+            *_models(tiny_run, tiny_detector),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # no ../shared/data from here: synthetic frames unless --frames
+        timeout=DEADLINE_S,
+    )
+    assert demo.returncode == 0, demo.stderr
+    said = f"frames from {tiny_dataset}" if with_data else "synthetic frames"
+    assert said in demo.stderr and "Traceback" not in demo.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_sent"] == summary["frames_stored"] == 30
+    assert summary["frames_lost"] == {} and summary["corrupt_delivered"] == 0
+    assert summary["frames_inferred"] + summary["frames_skipped"] == 30
+    assert summary["fps"] > 0
+    assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
+    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    _check_study_against_truth(out / "study", json.loads((out / "recorder.json").read_text()))
