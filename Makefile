@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a machine that has python3 and pip:
-#   make demo   lean on-device environment (.venv) and a classification run
+#   make demo   lean on-device environment (.venv) and a study against a simulated recorder
 #   make test   lint, types and the whole suite (builds .venv and .venv-dev as needed)
 PYTHON ?= python3
 VENV := .venv

@@ -121,9 +121,13 @@ def _export_all(export: Path, out: Path, calib: np.ndarray, size: int) -> None:
     # The Detect convs stay in float (three 1x1 convs, a fraction of a percent of the
     # work): their outputs become box sizes, where an int8 step is pixels.
     detect = len(meta["yaml"]["backbone"]) + len(meta["yaml"]["head"]) - 1
+    # MIXED: asymmetric activations. SiLU outputs barely go below zero, so a symmetric
+    # range wastes half of int8 on them. Measured on the epoch-55 checkpoint: box
+    # parity 0.939 -> 0.978, mAP@0.5 0.816 -> 0.825 (fp32 0.824).
     quantized = nncf.quantize(
         ov_model,
         calibration,
+        preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(calib),
         ignored_scope=nncf.IgnoredScope(patterns=[rf".*model\.{detect}/m\.\d+/Conv"]),
     )

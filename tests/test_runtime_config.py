@@ -65,3 +65,10 @@ def test_bad_flags_and_missing_file(tmp_path: Path):
         load(None, {"detector.threads": -1})
     with pytest.raises(BadInputError, match="no such config file"):
         load(tmp_path / "missing.toml")
+
+
+def test_the_documented_example_loads():
+    example = Path(__file__).resolve().parents[1] / "docs" / "capsule-edge.toml"
+    config = load(example)
+    assert config["detector.conf"] == 0.25 and config["classifier.threads"] == 2
+    assert config.origin["pipeline.policy"] == str(example)

@@ -215,6 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _demo_frames(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.frames is not None:
+        if not args.frames.is_dir():
+            raise BadInputError(f"{args.frames}: no such folder (--frames)")
         return ["--frames", str(args.frames), "--loop"], f"frames from {args.frames}"
     polyps, others = DATA / "kvasir-seg" / "images", DATA / "hyper-kvasir" / "labeled-images"
     if polyps.is_dir() and others.is_dir():

@@ -10,7 +10,7 @@ bad value is a one-line error naming the key and the file.
     enabled = true
     model = ""              # "" = the bundled default for the backend
     backend = "litert"      # litert | openvino | onnxruntime
-    threads = 0             # 0 = the backend's default
+    threads = 0             # 0 = every core
     device = "CPU"          # OpenVINO: CPU, GPU, NPU, AUTO
     delegate = ""           # LiteRT delegate library, e.g. libedgetpu.so.1
     providers = []          # ONNX Runtime providers, e.g. ["CUDAExecutionProvider"]

@@ -171,6 +171,7 @@ class Runtime:
         self._persisted: dict[int, int] = {}  # session -> ledger indices below are stored
         self._stop_inference = threading.Event()
         self._inference_error: str | None = None
+        self._last_tick = 0.0
 
     # --- receiving thread ----------------------------------------------------------
 
@@ -179,7 +180,7 @@ class Runtime:
         resumed = self._resume()
         worker = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
         worker.start()
-        last_tick = last_link_stats = time.monotonic()
+        last_link_stats = self._last_tick = time.monotonic()
         try:
             while not stop.is_set() and self._inference_error is None:
                 self._receive_once()
@@ -187,10 +188,10 @@ class Runtime:
                 if now - last_link_stats >= LINK_STATS_EVERY_S:
                     self._record_link_stats()
                     last_link_stats = now
-                if now - last_tick >= 0.25:
+                if now - self._last_tick >= 0.25:
                     self._tick()
-                    last_tick = now
                 if self.source.finished:
+                    self._wait_for_inference(stop)
                     break
         except StorageError as exc:
             self.error = str(exc)
@@ -199,6 +200,15 @@ class Runtime:
         summary = self.summary()
         summary["resumed_frames"] = resumed
         return summary
+
+    def _wait_for_inference(self, stop: threading.Event) -> None:
+        """A finite source (a folder, a video file) is read: infer all of it, however
+        long that takes, unless asked to stop."""
+        while len(self.backlog) and not stop.is_set() and self._inference_error is None:
+            stop.wait(0.1)
+            self._deliver_results()
+            if time.monotonic() - self._last_tick >= 0.25:
+                self._tick()
 
     def _resume(self) -> int:
         """Frames an earlier run stored but did not infer go first."""
@@ -255,6 +265,9 @@ class Runtime:
         self.stats.count("stored", len(new))
         for work in new:
             self._enqueue(work)
+        self._deliver_results()
+
+    def _deliver_results(self) -> None:
         while True:
             try:
                 frame, result = self._results.get_nowait()
@@ -299,6 +312,7 @@ class Runtime:
             ) from None
 
     def _tick(self) -> None:
+        self._last_tick = time.monotonic()
         self.stats.gauges["backlog"] = len(self.backlog)
         if self.on_tick is not None:
             self.on_tick(self)
