@@ -253,6 +253,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = settings.load(args.config, overrides)
     stop = threading.Event()
     _stop_on_signals(stop)
+    # The simulated recorder closes its pty when it is done: that is the end of the
+    # demo, not a link failure worth a warning (losses still show in the summary).
+    logging.getLogger("firmware_bridge.transport").setLevel(logging.ERROR)
 
     def watch() -> None:
         sim.wait()  # the recorder is done once everything it sent is acknowledged
