@@ -148,7 +148,7 @@ def _export_all(export: Path, out: Path, calib: np.ndarray, size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "saved_model"
         model.export(str(saved), verbose=False)
-        write_tflite(saved, calib, out)
+        write_tflite(saved, calib, out, ranges="mean")
 
 
 def card_fields(

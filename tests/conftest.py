@@ -140,7 +140,7 @@ def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-detector")
     calib = rng.uniform(0, 255, (16, size, size, 3)).astype(np.float32)
     model.export(str(out / "saved_model"), verbose=False)
-    write_tflite(out / "saved_model", calib, out)
+    write_tflite(out / "saved_model", calib, out, ranges="mean")  # as the detector conversion
     meta = {
         "input_size": size,
         "names": ["polyp"],

@@ -190,3 +190,34 @@ def test_tiny_model_int8_tracks_fp32_through_litert(tiny_detector: Path):
                 assert 0 <= d.box.x0 <= d.box.x1 <= frame.shape[1]
                 assert 0 <= d.box.y0 <= d.box.y1 <= frame.shape[0]
     assert load_card(tiny_detector / "int8.tflite").raw["detector"]["layout"] == "raw"
+
+
+def test_mean_ranges_never_widen_an_int8_step(tiny_detector: Path, tmp_path: Path):
+    """The detector's calibration takes the mean of per-frame extremes: no activation
+    gets a coarser int8 step than LiteRT's own all-frames extremes would give it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.tflite import write_tflite
+
+    rng = np.random.default_rng(11)
+    calib = rng.uniform(0, 255, (16, 64, 64, 3)).astype(np.float32)
+    for ranges in ("minmax", "mean"):
+        (tmp_path / ranges).mkdir()
+        write_tflite(tiny_detector / "saved_model", calib, tmp_path / ranges, ranges=ranges)
+    scales = []
+    for ranges in ("minmax", "mean"):
+        interpreter = Interpreter(model_path=str(tmp_path / ranges / "int8.tflite"))
+        scales.append(
+            {
+                t["name"]: t["quantization"][0]
+                for t in interpreter.get_tensor_details()
+                if t["dtype"] == np.int8 and t["quantization"][0]
+            }
+        )
+    minmax, mean = scales
+    common = [n for n in mean if n in minmax]
+    assert len(common) > 20
+    assert all(mean[n] <= minmax[n] * 1.0001 for n in common)
+    assert sum(mean[n] < minmax[n] * 0.99 for n in common) > 5
+    with pytest.raises(ValueError, match="ranges must be one of"):
+        write_tflite(tiny_detector / "saved_model", calib, tmp_path, ranges="median")
