@@ -118,7 +118,12 @@ def test_run_on_a_pty_stores_infers_and_answers(
             url = line.rsplit(" ", 1)[-1].strip().removesuffix("/stats")
     assert sim.wait(timeout=DEADLINE_S) == 0
     lines = [json.loads(run.stdout.readline()) for _ in range(40)]  # every frame, as JSON
-    stats = json.loads(urllib.request.urlopen(f"{url}/stats", timeout=10).read())
+    deadline = time.monotonic() + 30
+    while True:  # the figures are refreshed 4 times a second: wait for the last frame
+        stats = json.loads(urllib.request.urlopen(f"{url}/stats", timeout=10).read())
+        settled = stats["link"].get("ledger") == {"DELIVERED": 40}
+        if (stats["counters"].get("inferred") == 40 and settled) or time.monotonic() > deadline:
+            break
     metrics = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=60)

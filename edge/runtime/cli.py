@@ -151,7 +151,7 @@ def run_study(
         server = None
         if config["http.enabled"]:
             server = StatsServer(
-                lambda: runtime.stats.snapshot() | {"link": source.status()},
+                lambda: runtime.stats.snapshot() | {"link": runtime.link_status},
                 config["http.address"],
                 config["http.port"],
             )

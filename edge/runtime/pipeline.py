@@ -172,6 +172,7 @@ class Runtime:
         self._stop_inference = threading.Event()
         self._inference_error: str | None = None
         self._last_tick = 0.0
+        self.link_status: dict[str, Any] = {}
 
     # --- receiving thread ----------------------------------------------------------
 
@@ -314,6 +315,8 @@ class Runtime:
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
         self.stats.gauges["backlog"] = len(self.backlog)
+        # Taken here, in the thread that owns the link: /stats reads this copy.
+        self.link_status = self.source.status()
         if self.on_tick is not None:
             self.on_tick(self)
 
