@@ -1,0 +1,54 @@
+"""The pipeline's pieces: frame decoding by codec, and the backlog's skip policies."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import BadInputError
+from edge.runtime.pipeline import Backlog, Work, decode_frame
+from firmware_bridge.protocol import Codec
+
+
+def _work(codec: int, data: bytes, width: int = 0, height: int = 0, index: int = 0) -> Work:
+    return Work(1, index, codec, width, height, data, 0.0)
+
+
+def test_every_codec_decodes_to_rgb():
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    assert np.array_equal(decode_frame(_work(Codec.RAW_RGB, rgb.tobytes(), 8, 6)), rgb)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok and np.array_equal(decode_frame(_work(Codec.PNG, png.tobytes())), rgb)
+    bayer = np.full((6, 8), 200, np.uint8)
+    out = decode_frame(_work(Codec.RAW_BAYER, bayer.tobytes(), 8, 6))
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("work", "message"),
+    [
+        (_work(Codec.RAW_RGB, bytes(10), 8, 6), "10 raw bytes do not make a 8x6 frame"),
+        (_work(Codec.RAW_RGB, bytes(0), 0, 0), "do not make a 0x0 frame"),
+        (_work(Codec.JPEG, b"\xff\xd8 not really"), "frame 1:0"),
+        (_work(9, b"abc"), "unknown codec 9"),
+    ],
+)
+def test_undecodable_frames_say_which_and_why(work: Work, message: str):
+    with pytest.raises(BadInputError, match=message):
+        decode_frame(work)
+
+
+def test_backlog_policies():
+    oldest, newest = Backlog(2, "skip-oldest"), Backlog(2, "skip-newest")
+    for backlog in (oldest, newest):
+        assert backlog.put(_work(1, b"", index=0)) is None
+        assert backlog.put(_work(1, b"", index=1)) is None
+    gone = oldest.put(_work(1, b"", index=2))
+    assert gone is not None and gone.index == 0
+    refused = newest.put(_work(1, b"", index=2))
+    assert refused is not None and refused.index == 2
+    assert [w.index for w in (oldest.get(0), oldest.get(0))] == [1, 2]
+    assert [w.index for w in (newest.get(0), newest.get(0))] == [0, 1]
+    oldest.close()
+    assert oldest.get(1.0) is None  # closed and empty: no wait
