@@ -8,6 +8,7 @@ YOLO := .venv-yolo
 DATA ?= ../shared/data
 DETECTOR ?= yolov5s-256
 DETECTOR_RUN := $(HOME)/.cache/capsule-edge/detector/runs/$(DETECTOR)
+BUNDLE := edge/bundled/detector/$(DETECTOR)
 SPLIT := edge/bundled/classifier/edgecnn/split.json
 PIP_FLAGS := --quiet --disable-pip-version-check
 
@@ -34,13 +35,19 @@ $(YOLO)/.installed: pyproject.toml
 
 detector-env: $(YOLO)/.installed
 
-# Train (or resume) YOLOv5s, export it, quantise it and evaluate every artefact.
+# Train (or resume) YOLOv5s, export it, quantise and evaluate every artefact (this fails
+# if int8 lost accuracy or box parity), then bundle the int8 models, fp32 ONNX and curve.
 detector: $(YOLO)/.installed $(DEV)/.installed
 	$(YOLO)/bin/capsule-convert -v train-detector --name $(DETECTOR) \
 		--data $(DATA)/kvasir-seg --background $(DATA)/hyper-kvasir --split $(SPLIT)
 	$(YOLO)/bin/capsule-convert export-detector --name $(DETECTOR)
 	$(DEV)/bin/capsule-convert -v quantize-detector --run $(DETECTOR_RUN) --name $(DETECTOR) \
 		--data $(DATA)/kvasir-seg --background $(DATA)/hyper-kvasir --split $(SPLIT)
+	mkdir -p $(BUNDLE)/training
+	cd $(DETECTOR_RUN)/artefacts && cp int8.tflite int8.tflite.card.json int8.xml int8.bin \
+		int8.xml.card.json fp32.onnx fp32.onnx.card.json $(CURDIR)/$(BUNDLE)/
+	cp $(DETECTOR_RUN)/results.csv $(DETECTOR_RUN)/results.png $(DETECTOR_RUN)/opt.yaml \
+		$(BUNDLE)/training/
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/capsule-edge demo
