@@ -178,11 +178,12 @@ class Runtime:
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
         """Run until ``stop`` is set or a finite source is exhausted; returns the summary."""
-        resumed = self._resume()
         worker = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
-        worker.start()
+        resumed = 0
         last_link_stats = self._last_tick = time.monotonic()
         try:
+            resumed = self._resume()
+            worker.start()
             while not stop.is_set() and self._inference_error is None:
                 self._receive_once()
                 now = time.monotonic()
@@ -213,9 +214,15 @@ class Runtime:
 
     def _resume(self) -> int:
         """Frames an earlier run stored but did not infer go first."""
-        pending = self.study.uninferred()
-        for session, index in pending:
-            stored = self.study.read(session, index)
+        try:
+            pending = self.study.uninferred()
+            stored_frames = [self.study.read(session, index) for session, index in pending]
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(
+                f"{self.study.folder}: cannot read the study to resume it ({_why(exc)})"
+            ) from None
+        for stored in stored_frames:
+            session, index = stored.session, stored.index
             work = Work(
                 session,
                 index,
@@ -286,7 +293,13 @@ class Runtime:
         self.stats.gauges["backlog"] = len(self.backlog)
 
     def _commit(self) -> None:
-        self.study.commit()
+        try:
+            self.study.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(
+                f"{self.study.folder}: cannot store frames ({_why(exc)}); "
+                "stopping: the recorder keeps every frame not acknowledged"
+            ) from None
 
     def _queue_ledger(self) -> None:
         """Queue every newly settled ledger outcome for the next commit."""
@@ -323,9 +336,10 @@ class Runtime:
     def _finish(self, worker: threading.Thread) -> None:
         """Stop receiving, let inference drain the backlog for at most ``drain_s``."""
         self.backlog.close()
-        worker.join(timeout=self.drain_s)
-        self._stop_inference.set()
-        worker.join()
+        if worker.is_alive():
+            worker.join(timeout=self.drain_s)
+            self._stop_inference.set()
+            worker.join()
         if self._inference_error and not self.error:
             self.error = self._inference_error
         try:
@@ -336,7 +350,10 @@ class Runtime:
             self.error = self.error or f"{self.study.folder}: cannot store frames ({_why(exc)})"
         except StorageError as exc:
             self.error = self.error or str(exc)
-        self.source.flush()
+        if self.error is None:
+            # The findings of the last frames, and the last ACKs. After a storage
+            # failure nothing more goes out: it could acknowledge what was not stored.
+            self._deliver_results()
 
     # --- inference thread --------------------------------------------------------------
 
