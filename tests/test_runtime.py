@@ -7,6 +7,7 @@ guards against a hang.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import resource
@@ -22,6 +23,7 @@ import pytest
 
 from edge.models.card import load_card
 from edge.runtime import config as settings
+from edge.runtime.cli import StatusLine
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
 from edge.store import Study
@@ -377,3 +379,34 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     _check_study_against_truth(out / "study", json.loads((out / "recorder.json").read_text()))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_line_shows_the_study_as_it_goes(tiny_run: Path, tiny_dataset: Path, tmp_path: Path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(sorted(tiny_dataset.rglob("*.jpg"))[:10]):
+        (frames / f"{i:02d}.jpg").write_bytes(f.read_bytes())
+    config = settings.load(
+        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
+    )
+    models = Models.open(config)
+    study = Study(tmp_path / "study")
+    runtime = Runtime(DirSource(frames), study, models)
+    runtime.run(threading.Event())
+    study.close()
+    models.close()
+    log, terminal = io.StringIO(), _Terminal()
+    for stream in (log, terminal):
+        StatusLine(stream, enabled=True)(runtime)
+    line = log.getvalue()
+    assert line.endswith("\n") and "10 stored  10 inferred" in line and "skipped 0" in line
+    assert f"class {runtime.stats.latest_class[0]}" in line
+    assert terminal.getvalue() == "\r\033[K" + line.rstrip("\n")  # rewritten in place
+    quiet = io.StringIO()
+    StatusLine(quiet, enabled=False)(runtime)
+    assert quiet.getvalue() == ""
