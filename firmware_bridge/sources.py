@@ -138,15 +138,38 @@ class LinkSource:
         self.receiver.close()
 
 
-class VideoSource:
+class LocalSource:
+    """What the sources without a link share: every frame enters the ledger, but there
+    is nobody to acknowledge it to or to send findings back to."""
+
+    name: str
+    ledger: Ledger
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ledger = Ledger()
+        self._session = self.ledger.session(LOCAL_SESSION)
+
+    def confirm(self, frame: SourceFrame) -> None:
+        pass
+
+    def send_result(self, frame: SourceFrame, result: Result) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {"ledger": dict(self.ledger.counts())}
+
+
+class VideoSource(LocalSource):
     """A UVC device or a video file, decoded by OpenCV."""
 
     def __init__(self, target: str | int) -> None:
         import cv2
 
-        self.name = f"video:{target}"
-        self.ledger = Ledger()
-        self._session = self.ledger.session(LOCAL_SESSION)
+        super().__init__(f"video:{target}")
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
             raise ValueError(f"{target}: not a video device or file OpenCV can open")
@@ -176,18 +199,6 @@ class VideoSource:
         image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         return [SourceFrame(LOCAL_SESSION, index, int(Codec.RAW_RGB), stamp, image=image)]
 
-    def confirm(self, frame: SourceFrame) -> None:
-        pass
-
-    def send_result(self, frame: SourceFrame, result: Result) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def status(self) -> dict[str, Any]:
-        return {"ledger": dict(self.ledger.counts())}
-
     @property
     def finished(self) -> bool:
         return self._done
@@ -196,15 +207,13 @@ class VideoSource:
         self._cap.release()
 
 
-class DirSource:
+class DirSource(LocalSource):
     """Image files of a folder, in name order (a recorded study replayed)."""
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder")
-        self.name = f"dir:{folder}"
-        self.ledger = Ledger()
-        self._session = self.ledger.session(LOCAL_SESSION)
+        super().__init__(f"dir:{folder}")
         self.files = sorted(
             p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
@@ -227,18 +236,6 @@ class DirSource:
         self._session.settle(index, Outcome.DELIVERED)
         stamp = int(path.stat().st_mtime * 1e6)
         return [SourceFrame(LOCAL_SESSION, index, int(codec), stamp, data=data)]
-
-    def confirm(self, frame: SourceFrame) -> None:
-        pass
-
-    def send_result(self, frame: SourceFrame, result: Result) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def status(self) -> dict[str, Any]:
-        return {"ledger": dict(self.ledger.counts())}
 
     @property
     def finished(self) -> bool:
