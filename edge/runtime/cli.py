@@ -245,8 +245,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert sim.stdout is not None
     if not sim.stdout.readline():
-        err = sim.stderr.read().strip() if sim.stderr else ""
-        raise BadInputError(f"the recorder simulator did not start: {err.splitlines()[-1:]}")
+        said = (sim.stderr.read().strip().splitlines() or ["no message"])[-1] if sim.stderr else ""
+        raise BadInputError(f"the recorder simulator did not start: {said}")
     overrides = _overrides(args) | {"source": f"serial://{link}", "study": str(out / "study")}
     if args.http_port is None:
         overrides["http.port"] = 0  # any free port: a demo must not clash with a real run
