@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 0.05  # the inference thread stores its findings at least this often
 LINK_STATS_EVERY_S = 10.0
 JPEG_QUALITY = 95  # frames that arrive decoded (a camera) are archived as JPEG
+SKIPS_KEPT = 10_000
 
 
 class StorageError(CapsuleEdgeError):
@@ -165,7 +166,9 @@ class Runtime:
         self.jsonl = jsonl
         self.on_tick = on_tick  # called about every 0.25 s from the receiving thread
         self.stats = Stats()
-        self.skipped: list[tuple[int, int]] = []  # kept in the study too
+        # The latest skipped frames (all of them are in the study): bounded, as a slow
+        # device may skip hundreds of thousands in a 12-hour study.
+        self.skipped: deque[tuple[int, int]] = deque(maxlen=SKIPS_KEPT)
         self.error: str | None = None  # why the run stopped, if not asked to
         self._results: queue.SimpleQueue[tuple[SourceFrame, Result]] = queue.SimpleQueue()
         self._persisted: dict[int, int] = {}  # session -> ledger indices below are stored
