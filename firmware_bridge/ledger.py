@@ -35,6 +35,9 @@ class SessionLedger:
     outcomes: bytearray = field(default_factory=bytearray)
     reasons: dict[int, str] = field(default_factory=dict)
     start: int = 0  # indices below were settled before this host joined (a restart)
+    # Kept as frames settle: a 12-hour study has a million indices, and the status line
+    # and /stats ask for the counts several times a second.
+    settled: Counter[str] = field(default_factory=Counter)
 
     def settle(self, index: int, outcome: Outcome, reason: str | None = None) -> bool:
         """Record a final outcome; False (and nothing changes) if it was already final."""
@@ -47,6 +50,7 @@ class SessionLedger:
         self.outcomes[index] = outcome
         if reason is not None:
             self.reasons[index] = reason
+        self.settled[f"{outcome.name}({reason})" if reason is not None else outcome.name] += 1
         return True
 
     def outcome(self, index: int) -> Outcome:
@@ -63,12 +67,10 @@ class SessionLedger:
         return [i for i, o in enumerate(self.outcomes) if o == Outcome.PENDING and i >= self.start]
 
     def counts(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for i, o in enumerate(self.outcomes):
-            if i < self.start:
-                continue
-            name = Outcome(o).name
-            counts[f"{name}({self.reasons[i]})" if i in self.reasons else name] += 1
+        counts = Counter(self.settled)
+        pending = max(0, len(self.outcomes) - self.start) - sum(self.settled.values())
+        if pending:
+            counts["PENDING"] = pending
         return counts
 
 
