@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
     d.add_argument("--name", default="yolov5s-256", help="run name; the same name resumes")
     d.add_argument("--img", type=int, default=256, help="input side (256; 320 as an option)")
-    d.add_argument("--epochs", type=int, default=150)
+    d.add_argument("--epochs", type=int, default=120)
     d.add_argument("--batch", type=int, default=16)
     d.add_argument("--n-background", type=int, default=250, help="background training frames")
     d.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,7 @@ class DetectorConfig:
     background: Path | None = None  # HyperKvasir tree: non-polyp classes as background
     name: str = "yolov5s-256"
     img: int = 256
-    epochs: int = 150
+    epochs: int = 120
     batch: int = 16
     n_background: int = 250
     inset_blackout: float = 0.75
