@@ -15,11 +15,15 @@ DEFAULT = models_root() / "classifier" / "edgecnn"
 
 def test_bundled_cards_match_their_files():
     cards = bundled_cards()
-    assert {(c.raw["arch"], c.format, c.precision) for c in cards} >= {
-        ("edgecnn", "tflite", "int8"),
-        ("edgecnn", "openvino", "int8"),
-        ("seed", "tflite", "int8"),
-        ("seed", "openvino", "int8"),
+    # A classifier card names its architecture, a detector card its model.
+    assert {(c.task, c.raw.get("arch", c.name), c.format, c.precision) for c in cards} >= {
+        ("classification", "edgecnn", "tflite", "int8"),
+        ("classification", "edgecnn", "openvino", "int8"),
+        ("classification", "seed", "tflite", "int8"),
+        ("classification", "seed", "openvino", "int8"),
+        ("detection", "yolov5s-256", "tflite", "int8"),
+        ("detection", "yolov5s-256", "openvino", "int8"),
+        ("detection", "yolov5s-256", "onnx", "fp32"),
     }
     for card in cards:
         card.verify()

@@ -203,6 +203,9 @@ def test_a_command_run_in_the_wrong_profile_names_the_profile(tmp_path: Path):
             str(tmp_path),
             "--split",
             str(tmp_path / "split.json"),
+            # A name no run has: a finished run of the default name would just be reported.
+            "--name",
+            f"profile-check-{tmp_path.name}",
         ],
         capture_output=True,
         text=True,
