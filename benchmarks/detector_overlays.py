@@ -93,9 +93,11 @@ def model_check(model: Path, backend: str, data: Path, split: Path, background: 
                 found = det.detect(change(image))
                 results.append(ImageResult(frame.truth, found.items))
             s = summarise_detections(results)
+            fp = s.fp_frames_per_100_background
             print(
                 f"  {name:<30} mAP@0.5 {s.map50:.3f}  mAP@0.5:0.95 {s.map50_95:.3f}  "
-                f"recall {s.recall:.3f}  false-alarm frames/100 {s.fp_frames_per_100_background}"
+                f"recall {s.recall:.3f}  false-alarm frames/100 "
+                + ("-" if fp is None else f"{fp:.1f}")
             )
         # The shortcut check: polyp frames whose inset shows mucosa and holds no polyp.
         masks = data / "masks"
