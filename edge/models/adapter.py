@@ -14,7 +14,7 @@ from edge.backends.base import Quantization, TensorSpec
 from edge.backends.registry import BACKENDS
 from edge.errors import ModelError
 from edge.models.card import ModelCard, load_card
-from edge.models.quant import quantize
+from edge.models.quant import quantize, quantize_pixels
 
 A = TypeVar("A", bound="ModelAdapter")
 
@@ -46,6 +46,8 @@ def input_quantization(spec: TensorSpec, card: ModelCard) -> Quantization | None
 def input_tensor(batch: np.ndarray, spec: TensorSpec, quant: Quantization | None) -> np.ndarray:
     """A batch of frames (float or uint8, 0-255) as the backend's input tensor."""
     if quant is not None:
+        if batch.dtype == np.uint8:
+            return quantize_pixels(batch, quant, spec.dtype)
         return quantize(batch.astype(np.float32), quant, spec.dtype)
     return batch.astype(spec.dtype)
 
