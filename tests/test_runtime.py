@@ -18,9 +18,11 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from edge.frames import decode_image
 from edge.models.card import load_card
 from edge.runtime import config as settings
 from edge.runtime.cli import StatusLine
@@ -233,6 +235,53 @@ def test_slow_inference_never_costs_a_stored_frame(
         assert skipped and 0 not in skipped  # the oldest frames are inferred, in order
 
 
+class RecordingModels(SlowModels):
+    """The real models, slow, noting which worker thread inferred which frame."""
+
+    ran_on: ClassVar[list[str]] = []
+
+    def infer(self, image):
+        self.ran_on.append(threading.current_thread().name)
+        return super().infer(image)
+
+
+def test_workers_share_the_backlog_and_infer_each_frame_once(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    files = sorted(tiny_dataset.rglob("*.jpg"))
+    for i in range(40):
+        (frames / f"{i:03d}.jpg").write_bytes(files[i % len(files)].read_bytes())
+    config = settings.load(
+        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
+    )
+    workers = [RecordingModels.open(config) for _ in range(3)]
+    reference = Models.open(config)
+    study = Study(tmp_path / "study")
+    out = io.StringIO()
+    runtime = Runtime(DirSource(frames), study, workers, backlog=1000, jsonl=out, drain_s=600)
+    summary = runtime.run(threading.Event())
+    study.close()
+    for models in workers:
+        models.close()
+
+    assert summary["frames_inferred"] == 40 and summary["frames_skipped"] == 0
+    assert len(set(RecordingModels.ran_on)) == 3  # every worker took frames
+    db = _db(tmp_path / "study")
+    statuses = db.execute("SELECT idx, status FROM inference ORDER BY idx").fetchall()
+    assert statuses == [(i, "done") for i in range(40)]  # each frame once
+    labels = dict(db.execute("SELECT idx, label FROM findings WHERE model = 'classifier'"))
+    assert len(labels) == 40
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]  # whole lines only
+    assert sorted(line["index"] for line in lines) == list(range(40))
+    # Each worker's models said what one model alone says of the same frame.
+    for index in (0, 13, 39):
+        image = decode_image((frames / f"{index:03d}.jpg").read_bytes(), "test")
+        assert labels[index] == reference.infer(image).classification.top.label
+    reference.close()
+
+
 def _run_main(args: list[str], capsys) -> tuple[int, str]:
     from edge.cli import main
 
@@ -249,6 +298,9 @@ def test_bad_settings_and_models_are_one_line_errors(
     cfg.write_text("[pipeline]\nbacklogg = 3\n")
     code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
     assert code == 2 and "unknown key pipeline.backlogg" in err
+
+    code, err = _run_main(["--source", frames, *study, "--workers", "0"], capsys)
+    assert code == 2 and "pipeline.workers" in err and "between 1 and 64" in err
 
     code, err = _run_main(
         ["--source", frames, *study, "--classifier-model", str(tmp_path / "nope.tflite")], capsys
@@ -361,6 +413,7 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
         [
             *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
             *("--ber", "1e-5", "--seed", "3", "--out", str(out), "-q", *frames),
+            *("--workers", "2", "--threads", "1"),
             *_models(tiny_run, tiny_detector),
         ],
         capture_output=True,
@@ -375,7 +428,7 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     assert summary["frames_sent"] == summary["frames_stored"] == 30
     assert summary["frames_lost"] == {} and summary["corrupt_delivered"] == 0
     assert summary["frames_inferred"] + summary["frames_skipped"] == 30
-    assert summary["fps"] > 0
+    assert summary["fps"] > 0 and summary["recorder_cpu_s"] > 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     _check_study_against_truth(out / "study", json.loads((out / "recorder.json").read_text()))

@@ -22,6 +22,9 @@ bad value is a one-line error naming the key and the file.
     [pipeline]
     backlog = 256           # frames stored but not yet inferred, at most
     policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
+    workers = 1             # frames inferred at once, each worker with its own models:
+                            # 1 with threads = 0 for the lowest latency live; as many as
+                            # cores with threads = 1 for the most frames/s (replays)
     drain_s = 10.0          # at SIGINT/SIGTERM, infer the backlog for at most this long;
                             # what is left is inferred when the study is resumed
 
@@ -107,6 +110,7 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
     "pipeline": {
         "backlog": Key(int, 256, _at_least(1)),
         "policy": Key(str, "skip-oldest", _one_of("skip-oldest", "skip-newest")),
+        "workers": Key(int, 1, _between(1, 64)),
         "drain_s": Key(float, 10.0, _between(0.0, 3600.0)),
     },
     "link": {

@@ -1,6 +1,6 @@
 """The runtime's pipeline: frames in, stored, inferred, findings out.
 
-    receiving thread (the caller's)                      inference thread
+    receiving thread (the caller's)                      inference worker(s)
     source.poll -> Study.add -> commit (fsync)           Backlog.get -> decode
       -> ledger outcomes in the same commit                -> classifier, detector
       -> confirm + flush (the ACK goes out)                -> FindingsWriter (grouped)
@@ -11,6 +11,11 @@ Receiving and storing never wait on inference. The recorder hears nothing (no AC
 no ACK moving past a lost or dropped frame) before what it acknowledges is durable, so a
 crash loses only what the recorder still holds and will send again. Frames stored but
 not inferred when a run ends are inferred first when the study is resumed.
+
+Each inference worker has its own models (an interpreter runs one frame at a time) and
+its own database connection. One worker using every core gives the lowest latency per
+frame; one worker per core, each single-threaded, gives the most frames per second,
+since a small model does not keep several cores busy (``[pipeline] workers``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -150,7 +155,7 @@ class Runtime:
         self,
         source: FrameSource,
         study: Study,
-        models: Models,
+        models: Models | Sequence[Models],
         *,
         backlog: int = 256,
         policy: str = "skip-oldest",
@@ -160,7 +165,11 @@ class Runtime:
     ) -> None:
         self.source = source
         self.study = study
-        self.models = models
+        # One inference worker per Models: each runs its own frames from the backlog.
+        self.workers = [models] if isinstance(models, Models) else list(models)
+        if not self.workers:
+            raise ValueError("a runtime needs at least one set of models")
+        self.models = self.workers[0]  # what the run describes: every worker's are alike
         self.backlog = Backlog(backlog, policy)
         self.drain_s = drain_s
         self.jsonl = jsonl
@@ -174,6 +183,7 @@ class Runtime:
         self._persisted: dict[int, int] = {}  # session -> ledger indices below are stored
         self._stop_inference = threading.Event()
         self._inference_error: str | None = None
+        self._jsonl_lock = threading.Lock()
         self._last_tick = 0.0
         self.link_status: dict[str, Any] = {}
 
@@ -181,12 +191,18 @@ class Runtime:
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
         """Run until ``stop`` is set or a finite source is exhausted; returns the summary."""
-        worker = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
+        workers = [
+            threading.Thread(
+                target=self._infer_loop, args=(models,), name=f"inference-{n}", daemon=True
+            )
+            for n, models in enumerate(self.workers)
+        ]
         resumed = 0
         last_link_stats = self._last_tick = time.monotonic()
         try:
             resumed = self._resume()
-            worker.start()
+            for worker in workers:
+                worker.start()
             while not stop.is_set() and self._inference_error is None:
                 self._receive_once()
                 now = time.monotonic()
@@ -201,7 +217,7 @@ class Runtime:
         except StorageError as exc:
             self.error = str(exc)
         finally:
-            self._finish(worker)
+            self._finish(workers)
         summary = self.summary()
         summary["resumed_frames"] = resumed
         return summary
@@ -336,13 +352,17 @@ class Runtime:
         if self.on_tick is not None:
             self.on_tick(self)
 
-    def _finish(self, worker: threading.Thread) -> None:
+    def _finish(self, workers: list[threading.Thread]) -> None:
         """Stop receiving, let inference drain the backlog for at most ``drain_s``."""
         self.backlog.close()
-        if worker.is_alive():
-            worker.join(timeout=self.drain_s)
-            self._stop_inference.set()
-            worker.join()
+        deadline = time.monotonic() + self.drain_s
+        for worker in workers:
+            if worker.is_alive():
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._stop_inference.set()
+        for worker in workers:
+            if worker.is_alive():
+                worker.join()
         if self._inference_error and not self.error:
             self.error = self._inference_error
         try:
@@ -360,7 +380,7 @@ class Runtime:
 
     # --- inference thread --------------------------------------------------------------
 
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, models: Models) -> None:
         try:
             writer = FindingsWriter(self.study.folder)
         except Exception as exc:  # sqlite3 and OSError alike: the run cannot go on
@@ -377,7 +397,7 @@ class Runtime:
                     if self.backlog.closed and not len(self.backlog):
                         break
                     continue
-                self._infer(work, writer)
+                self._infer(work, writer, models)
                 if not waiting:
                     first_pending = time.monotonic()
                 waiting.append(work)
@@ -390,7 +410,7 @@ class Runtime:
         finally:
             writer.db.close()
 
-    def _infer(self, work: Work, writer: FindingsWriter) -> None:
+    def _infer(self, work: Work, writer: FindingsWriter, models: Models) -> None:
         start = time.perf_counter()
         try:
             image = decode_frame(work)
@@ -400,7 +420,7 @@ class Runtime:
             return
         self.stats.stage("decode", (time.perf_counter() - start) * 1e3)
         try:
-            inferred = self.models.infer(image)
+            inferred = models.infer(image)
         except Exception as exc:  # a backend failing on one frame must not stop the study
             log.warning("frame %d:%d: inference failed: %s", work.session, work.index, exc)
             writer.add(work.session, work.index, "failed", reason=f"inference: {exc}")
@@ -412,7 +432,7 @@ class Runtime:
         ready_ms = (time.monotonic() - work.received) * 1e3
         writer.add(work.session, work.index, "done", inferred_ms=ready_ms, findings=findings)
         if work.frame is not None:
-            self._results.put((work.frame, result_message(inferred, self.models)))
+            self._results.put((work.frame, result_message(inferred, models)))
         polyps = len(inferred.detections) if inferred.detections is not None else 0
         with self.stats.lock:
             if inferred.classification is not None:
@@ -432,7 +452,8 @@ class Runtime:
                     for f in findings
                 ],
             }
-            print(json.dumps(line), file=self.jsonl, flush=True)
+            with self._jsonl_lock:  # whole lines, whichever worker writes
+                print(json.dumps(line), file=self.jsonl, flush=True)
 
     def _store(self, writer: FindingsWriter, waiting: list[Work]) -> None:
         writer.commit()
