@@ -235,6 +235,49 @@ def test_slow_inference_never_costs_a_stored_frame(
         assert skipped and 0 not in skipped  # the oldest frames are inferred, in order
 
 
+class EndlessDir(DirSource):
+    """A folder that reads like a link: it never says it is finished itself; ``done``
+    is set once all of it was received, as the demo's watcher does when the simulated
+    recorder exits."""
+
+    def __init__(self, folder: Path, done: threading.Event) -> None:
+        super().__init__(folder)
+        self.done = done
+
+    @property
+    def finished(self) -> bool:
+        if super().finished:
+            self.done.set()
+        return False
+
+
+def test_a_stream_said_to_be_done_is_inferred_to_its_end(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(sorted(tiny_dataset.rglob("*.jpg"))[:20]):
+        (frames / f"{i:02d}.jpg").write_bytes(f.read_bytes())
+    config = settings.load(
+        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
+    )
+    models = SlowModels.open(config)  # 20 frames x 30 ms: still inferring when it ends
+    study = Study(tmp_path / "study")
+    stop, done = threading.Event(), threading.Event()
+    runtime = Runtime(EndlessDir(frames, done), study, models, backlog=100, drain_s=0.0)
+    watchdog = threading.Timer(60, stop.set)  # only if `done` were ignored
+    watchdog.start()
+    try:
+        summary = runtime.run(stop, done)
+    finally:
+        watchdog.cancel()
+        study.close()
+        models.close()
+    assert not stop.is_set()
+    assert summary["frames_stored"] == summary["frames_inferred"] == 20
+    assert summary["backlog_left"] == 0
+
+
 class RecordingModels(SlowModels):
     """The real models, slow, noting which worker thread inferred which frame."""
 
@@ -409,11 +452,14 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
 ):
     out = tmp_path / "demo"
     frames = ["--frames", str(tiny_dataset)] if with_data else []
+    # No drain: when the recorder has sent everything, the demo still infers it all.
+    config = tmp_path / "no-drain.toml"
+    config.write_text("[pipeline]\ndrain_s = 0.0\n")
     demo = subprocess.run(
         [
             *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
             *("--ber", "1e-5", "--seed", "3", "--out", str(out), "-q", *frames),
-            *("--workers", "2", "--threads", "1"),
+            *("--workers", "2", "--threads", "1", "--config", str(config)),
             *_models(tiny_run, tiny_detector),
         ],
         capture_output=True,
@@ -428,6 +474,7 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     assert summary["frames_sent"] == summary["frames_stored"] == 30
     assert summary["frames_lost"] == {} and summary["corrupt_delivered"] == 0
     assert summary["frames_inferred"] + summary["frames_skipped"] == 30
+    assert summary["frames_not_inferred"] == 0
     assert summary["fps"] > 0 and summary["recorder_cpu_s"] > 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]

@@ -127,6 +127,7 @@ def run_study(
     *,
     status: bool = True,
     announce: TextIO = sys.stderr,
+    done: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Open everything the settings name, run until ``stop``, close; the run's summary."""
     if not config["study"]:
@@ -182,7 +183,7 @@ def run_study(
             source.name,
             json.dumps({"settings": config.values, "models": described}),
         )
-        summary = runtime.run(stop)
+        summary = runtime.run(stop, done)
         line.end()
         summary["study"] = str(study.folder)
         if runtime.error:
@@ -265,13 +266,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # demo, not a link failure worth a warning (losses still show in the summary).
     logging.getLogger("firmware_bridge.transport").setLevel(logging.ERROR)
 
+    # The recorder is done once everything it sent is acknowledged, i.e. stored: the
+    # stream has ended, and the runtime infers what it holds to the end (Ctrl-C still
+    # stops it, draining for drain_s).
+    done = threading.Event()
+
     def watch() -> None:
-        sim.wait()  # the recorder is done once everything it sent is acknowledged
-        stop.set()
+        sim.wait()
+        done.set()
 
     threading.Thread(target=watch, daemon=True).start()
     try:
-        summary = run_study(config, stop, status=not args.quiet)
+        summary = run_study(config, stop, status=not args.quiet, done=done)
     finally:
         if sim.poll() is None:
             sim.terminate()
@@ -319,6 +325,7 @@ def demo_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
         "frames_lost": lost,
         "corrupt_delivered": corrupt,
         **{k: summary[k] for k in ("frames_inferred", "frames_skipped", "fps", "latency_ms")},
+        "frames_not_inferred": summary["backlog_left"],  # after a Ctrl-C: done on resume
         "polyp_frames": summary["polyp_frames"],
         "stage_ms": summary["stage_ms"],
         "models": summary["models"],

@@ -189,8 +189,10 @@ class Runtime:
 
     # --- receiving thread ----------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> dict[str, Any]:
-        """Run until ``stop`` is set or a finite source is exhausted; returns the summary."""
+    def run(self, stop: threading.Event, done: threading.Event | None = None) -> dict[str, Any]:
+        """Run until ``stop`` is set or the source is exhausted (a finite source, or
+        ``done`` set by whoever knows the stream has ended); returns the summary. An
+        exhausted source is inferred to its end, a stop drains for ``drain_s``."""
         workers = [
             threading.Thread(
                 target=self._infer_loop, args=(models,), name=f"inference-{n}", daemon=True
@@ -211,7 +213,7 @@ class Runtime:
                     last_link_stats = now
                 if now - self._last_tick >= 0.25:
                     self._tick()
-                if self.source.finished:
+                if self.source.finished or (done is not None and done.is_set()):
                     self._wait_for_inference(stop)
                     break
         except StorageError as exc:
