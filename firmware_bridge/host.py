@@ -187,6 +187,7 @@ class HostLink:
     def status(self) -> dict[str, object]:
         return {
             "session": self.session,
+            "chunk": self.negotiated_chunk,
             "settled_through": self._next - 1,
             "acked_through": self._acked - 1,
             "open_frames": len(self._open),

@@ -23,7 +23,13 @@ from typing import Any, Protocol
 from edge.frames import VIDEO_SUFFIXES
 from firmware_bridge.host import HostLink, ReceivedFrame
 from firmware_bridge.ledger import Ledger, Outcome
-from firmware_bridge.protocol import CODEC_BY_SUFFIX, Codec, Result
+from firmware_bridge.protocol import (
+    CODEC_BY_SUFFIX,
+    UART_MAX_CHUNK,
+    USB_MAX_CHUNK,
+    Codec,
+    Result,
+)
 from firmware_bridge.transport import Receiver, SerialTransport
 
 LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
@@ -246,9 +252,19 @@ class DirSource(LocalSource):
 
 
 def open_source(
-    url: str, *, capacity: int = 64, retransmit: bool = True, hold_replies: bool = False
+    url: str,
+    *,
+    capacity: int = 64,
+    retransmit: bool = True,
+    hold_replies: bool = False,
+    chunk: int = 0,
 ) -> FrameSource:
-    """A frame source for ``url`` (see the module docstring); ValueError if unusable."""
+    """A frame source for ``url`` (see the module docstring); ValueError if unusable.
+
+    ``chunk`` is the largest chunk the host accepts, negotiated down to what the
+    recorder offers; 0 is the transport's own: 1 KiB on a UART (a bit error costs one
+    chunk, docs/protocol.md section 1), 16 KiB on USB, whose bulk transfers are checked
+    in hardware and where per-chunk work would otherwise dominate."""
     parsed = urllib.parse.urlsplit(url)
     scheme = parsed.scheme
     if scheme == "dir":
@@ -258,7 +274,8 @@ def open_source(
         return VideoSource(int(target) if target.isdigit() else target)
     if not scheme and Path(url).suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(url)
-    link = HostLink(capacity=capacity, retransmit=retransmit)
+    size = chunk or (USB_MAX_CHUNK if scheme == "usb" else UART_MAX_CHUNK)
+    link = HostLink(chunk_size=size, capacity=capacity, retransmit=retransmit)
     if scheme == "usb":
         from firmware_bridge.usb import UsbTransport
 

@@ -345,6 +345,10 @@ def test_bad_settings_and_models_are_one_line_errors(
     code, err = _run_main(["--source", frames, *study, "--workers", "0"], capsys)
     assert code == 2 and "pipeline.workers" in err and "between 1 and 64" in err
 
+    cfg.write_text("[link]\nchunk = 8\n")
+    code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
+    assert code == 2 and "link.chunk" in err and "16-65535" in err
+
     code, err = _run_main(
         ["--source", frames, *study, "--classifier-model", str(tmp_path / "nope.tflite")], capsys
     )
@@ -454,7 +458,7 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     frames = ["--frames", str(tiny_dataset)] if with_data else []
     # No drain: when the recorder has sent everything, the demo still infers it all.
     config = tmp_path / "no-drain.toml"
-    config.write_text("[pipeline]\ndrain_s = 0.0\n")
+    config.write_text("[pipeline]\ndrain_s = 0.0\n[link]\nchunk = 4096\n")
     demo = subprocess.run(
         [
             *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
@@ -475,6 +479,13 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     assert summary["frames_lost"] == {} and summary["corrupt_delivered"] == 0
     assert summary["frames_inferred"] + summary["frames_skipped"] == 30
     assert summary["frames_not_inferred"] == 0
+    # Both ends took the configured chunk size (the simulator offers what the runtime takes).
+    (link,) = (
+        _db(out / "study")
+        .execute("SELECT stats FROM link_stats ORDER BY rowid DESC LIMIT 1")
+        .fetchone()
+    )
+    assert json.loads(link)["chunk"] == 4096
     assert summary["fps"] > 0 and summary["recorder_cpu_s"] > 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]

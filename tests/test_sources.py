@@ -109,3 +109,18 @@ def test_the_link_over_tcp(tmp_path: Path):
     proc.communicate(timeout=10)
     assert got == {i: frame_bytes(0, i, 5000) for i in range(20)}
     assert {Outcome(o) for o in source.ledger.sessions[1].outcomes} == {Outcome.DELIVERED}
+
+
+@pytest.mark.parametrize(
+    ("url", "chunk", "expected"),
+    [
+        ("serial:///dev/ttyACM9", 0, 1024),  # a UART: a bit error costs one small chunk
+        ("socket://127.0.0.1:9", 0, 1024),
+        ("usb://1234:5678", 0, 16384),  # USB bulk is checked in hardware: bigger chunks
+        ("serial:///dev/ttyACM9", 4096, 4096),  # what the settings say wins
+    ],
+)
+def test_the_chunk_size_a_link_accepts(url: str, chunk: int, expected: int):
+    source = open_source(url, chunk=chunk)
+    assert isinstance(source, LinkSource)
+    assert source.link.chunk_size == expected

@@ -110,6 +110,7 @@ def _open_source(config: settings.Config) -> FrameSource:
             capacity=config["link.capacity"],
             retransmit=config["link.retransmit"],
             hold_replies=True,
+            chunk=config["link.chunk"],
         )
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
@@ -241,10 +242,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     frames, described = _demo_frames(args)
     link, truth = out / "recorder.pty", out / "recorder.json"
+    overrides = _overrides(args) | {"source": f"serial://{link}", "study": str(out / "study")}
+    if args.http_port is None:
+        overrides["http.port"] = 0  # any free port: a demo must not clash with a real run
+    config = settings.load(args.config, overrides)
     command = [
         *(sys.executable, "-m", "edge.cli", "simulate", "--pty", str(link)),
         *("--count", str(args.count), "--fps", str(args.fps), "--ber", str(args.ber)),
         *("--seed", str(args.seed), "--log", str(truth), *frames),
+        # The simulated recorder offers the chunk size the runtime is set to accept.
+        *(("--chunk", str(config["link.chunk"])) if config["link.chunk"] else ()),
     ]
     print(
         f"demo: recorder simulator on a pty, {args.count} frames at {args.fps or 'full'} fps, "
@@ -256,10 +263,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not sim.stdout.readline():
         said = (sim.stderr.read().strip().splitlines() or ["no message"])[-1] if sim.stderr else ""
         raise BadInputError(f"the recorder simulator did not start: {said}")
-    overrides = _overrides(args) | {"source": f"serial://{link}", "study": str(out / "study")}
-    if args.http_port is None:
-        overrides["http.port"] = 0  # any free port: a demo must not clash with a real run
-    config = settings.load(args.config, overrides)
     stop = threading.Event()
     _stop_on_signals(stop)
     # The simulated recorder closes its pty when it is done: that is the end of the

@@ -31,6 +31,8 @@ bad value is a one-line error naming the key and the file.
     [link]
     capacity = 64           # frames the recorder may have beyond the last ACK
     retransmit = true
+    chunk = 0               # largest chunk accepted (bytes, 16-65535; the recorder may offer
+                            # less); 0 = 1024 on serial and sockets, 16384 on USB
 
     [http]
     enabled = true
@@ -70,6 +72,10 @@ def _at_least(low: int) -> Check:
 
 def _between(low: float, high: float) -> Check:
     return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _chunk(v: int) -> str | None:
+    return None if v == 0 or 16 <= v <= 65535 else "must be 0 (by transport) or 16-65535"
 
 
 def _port(v: int) -> str | None:
@@ -116,6 +122,7 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
     "link": {
         "capacity": Key(int, 64, _at_least(1)),
         "retransmit": Key(bool, True),
+        "chunk": Key(int, 0, _chunk),
     },
     "http": {
         "enabled": Key(bool, True),
