@@ -185,6 +185,22 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
     _check_study_against_truth(study, json.loads((tmp_path / "truth.json").read_text()))
 
 
+def _frame_folder(tiny_dataset: Path, tmp_path: Path, n: int) -> Path:
+    """``n`` JPEG frames, the tiny dataset's taken in turn, as 000.jpg, 001.jpg, ..."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    files = sorted(tiny_dataset.rglob("*.jpg"))
+    for i in range(n):
+        (frames / f"{i:03d}.jpg").write_bytes(files[i % len(files)].read_bytes())
+    return frames
+
+
+def _classifier_only(tiny_run: Path) -> settings.Config:
+    return settings.load(
+        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
+    )
+
+
 class SlowModels(Models):
     """The real models, made slower than the frames arrive (a slow device)."""
 
@@ -201,16 +217,8 @@ class SlowModels(Models):
 def test_slow_inference_never_costs_a_stored_frame(
     tiny_run: Path, tiny_dataset: Path, tmp_path: Path, policy: str, backlog: int
 ):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    files = sorted(tiny_dataset.rglob("*.jpg"))
-    for i in range(60):
-        (frames / f"{i:03d}.jpg").write_bytes(files[i % len(files)].read_bytes())
-    config = settings.load(
-        None,
-        {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False},
-    )
-    models = SlowModels.open(config)
+    frames = _frame_folder(tiny_dataset, tmp_path, 60)
+    models = SlowModels.open(_classifier_only(tiny_run))
     study = Study(tmp_path / "study")
     runtime = Runtime(DirSource(frames), study, models, backlog=backlog, policy=policy, drain_s=600)
     summary = runtime.run(threading.Event())
@@ -254,14 +262,10 @@ class EndlessDir(DirSource):
 def test_a_stream_said_to_be_done_is_inferred_to_its_end(
     tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 ):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i, f in enumerate(sorted(tiny_dataset.rglob("*.jpg"))[:20]):
-        (frames / f"{i:02d}.jpg").write_bytes(f.read_bytes())
-    config = settings.load(
-        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
-    )
-    models = SlowModels.open(config)  # 20 frames x 30 ms: still inferring when it ends
+    frames = _frame_folder(tiny_dataset, tmp_path, 20)
+    models = SlowModels.open(
+        _classifier_only(tiny_run)
+    )  # 20 frames x 30 ms: still inferring when it ends
     study = Study(tmp_path / "study")
     stop, done = threading.Event(), threading.Event()
     runtime = Runtime(EndlessDir(frames, done), study, models, backlog=100, drain_s=0.0)
@@ -291,14 +295,8 @@ class RecordingModels(SlowModels):
 def test_workers_share_the_backlog_and_infer_each_frame_once(
     tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 ):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    files = sorted(tiny_dataset.rglob("*.jpg"))
-    for i in range(40):
-        (frames / f"{i:03d}.jpg").write_bytes(files[i % len(files)].read_bytes())
-    config = settings.load(
-        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
-    )
+    frames = _frame_folder(tiny_dataset, tmp_path, 40)
+    config = _classifier_only(tiny_run)
     workers = [RecordingModels.open(config) for _ in range(3)]
     reference = Models.open(config)
     study = Study(tmp_path / "study")
@@ -498,14 +496,8 @@ class _Terminal(io.StringIO):
 
 
 def test_status_line_shows_the_study_as_it_goes(tiny_run: Path, tiny_dataset: Path, tmp_path: Path):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i, f in enumerate(sorted(tiny_dataset.rglob("*.jpg"))[:10]):
-        (frames / f"{i:02d}.jpg").write_bytes(f.read_bytes())
-    config = settings.load(
-        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
-    )
-    models = Models.open(config)
+    frames = _frame_folder(tiny_dataset, tmp_path, 10)
+    models = Models.open(_classifier_only(tiny_run))
     study = Study(tmp_path / "study")
     runtime = Runtime(DirSource(frames), study, models)
     runtime.run(threading.Event())
