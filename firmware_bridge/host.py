@@ -20,6 +20,7 @@ from firmware_bridge.protocol import (
     COMPAT_RETRANSMIT,
     MAX_CHUNK_LIMIT,
     MAX_CHUNKS_PER_FRAME,
+    MIN_CHUNK,
     NO_FRAME,
     UART_MAX_CHUNK,
     Ack,
@@ -277,7 +278,7 @@ class HostLink:
         self.hello = hello
         self._resend = self.retransmit and bool(hello.capabilities & CAP_RETRANSMIT)
         size = min(hello.max_chunk or self.chunk_size, self.chunk_size, MAX_CHUNK_LIMIT)
-        self.negotiated_chunk = max(16, size)
+        self.negotiated_chunk = max(MIN_CHUNK, size)
         self.decoder.set_max_payload(max(self.negotiated_chunk, CONTROL_PAYLOAD))
         self._ledger()
         ack = HelloAck(self.negotiated_chunk, self.capacity, self._acked)

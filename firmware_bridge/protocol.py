@@ -37,6 +37,7 @@ COMPAT_RETRANSMIT = 0x01  # this chunk or META is a resend
 UART_MAX_CHUNK = 1024
 USB_MAX_CHUNK = 16384
 MAX_CHUNK_LIMIT = 65535  # the largest chunk either side may ever negotiate (u16)
+MIN_CHUNK = 16  # the smallest chunk the host negotiates
 MAX_CHUNKS_PER_FRAME = 4096
 NO_FRAME = 0xFFFFFFFF
 

@@ -53,6 +53,7 @@ from typing import Any
 
 from edge.backends.registry import BACKENDS
 from edge.errors import BadInputError
+from firmware_bridge.protocol import MAX_CHUNK_LIMIT, MIN_CHUNK
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,7 +76,8 @@ def _between(low: float, high: float) -> Check:
 
 
 def _chunk(v: int) -> str | None:
-    return None if v == 0 or 16 <= v <= 65535 else "must be 0 (by transport) or 16-65535"
+    ok = v == 0 or MIN_CHUNK <= v <= MAX_CHUNK_LIMIT
+    return None if ok else f"must be 0 (by transport) or {MIN_CHUNK}-{MAX_CHUNK_LIMIT}"
 
 
 def _port(v: int) -> str | None:
