@@ -25,8 +25,7 @@ def quantize_pixels(pixels: npt.NDArray[np.uint8], q: Quantization, dtype: np.dt
     if table.itemsize != 1:
         return np.take(table, pixels)
     # OpenCV's table look-up works on bytes: int8 goes through as its bit pattern.
-    flat = np.ascontiguousarray(pixels).reshape(-1, pixels.shape[-1] if pixels.ndim else 1)
-    looked_up = cv2.LUT(flat, table.view(np.uint8))
+    looked_up = cv2.LUT(np.ascontiguousarray(pixels).reshape(-1), table.view(np.uint8))
     return np.asarray(looked_up).reshape(pixels.shape).view(table.dtype)
 
 
