@@ -53,6 +53,16 @@ def test_decode_raw_finds_heads_by_their_grid_not_their_order():
     np.testing.assert_array_equal(forward, backward)
 
 
+def test_decode_raw_with_a_minimum_score_decodes_only_the_rows_that_can_pass_it():
+    rng = np.random.default_rng(0)
+    heads = [rng.random(h.shape, dtype=np.float32) for h in _heads()]
+    every = decode_raw(heads, _spec(), SIZE)
+    best = (every[:, 5:] * every[:, 4:5]).max(axis=1)
+    kept = decode_raw(heads, _spec(), SIZE, min_score=0.5)
+    assert 0 < len(kept) < len(every)
+    np.testing.assert_array_equal(kept, every[best > 0.5])  # the same rows, bit for bit
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 9]], np.float32)
     scores = np.array([0.5, 0.9, 0.4, 0.3], np.float32)
