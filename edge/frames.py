@@ -57,9 +57,15 @@ def decode_image(data: bytes, source: str) -> Image:
         )
     # libjpeg decodes a truncated file into a grey-filled frame with only a warning:
     # a file without its end-of-image marker is refused instead.
-    if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[-64:]:
-        raise BadInputError(f"{source}: truncated JPEG (no end-of-image marker)")
     buffer = np.frombuffer(data, dtype=np.uint8)
+    if data[:2] == _JPEG_SOI:
+        if _JPEG_EOI not in data[-64:]:
+            raise BadInputError(f"{source}: truncated JPEG (no end-of-image marker)")
+        # libjpeg writes RGB itself: the same pixels as BGR then swapped, one pass less.
+        rgb: npt.NDArray[Any] | None = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+        if rgb is None:
+            raise BadInputError(f"{source}: not a readable image")
+        return np.asarray(rgb, dtype=np.uint8)
     decoded: npt.NDArray[Any] | None = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise BadInputError(f"{source}: not a readable image")
