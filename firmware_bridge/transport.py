@@ -20,6 +20,9 @@ from firmware_bridge.host import HostLink, ReceivedFrame
 
 log = logging.getLogger(__name__)
 
+READ_SIZE = 1 << 16
+READ_BUDGET = 1 << 18  # bytes taken in one read() when they are already waiting
+
 
 class LinkDown(Exception):
     """The transport went away (unplugged, closed, reset)."""
@@ -75,15 +78,32 @@ class SerialTransport:
                 ready, _, _ = select.select([self._fd], [], [], self.read_timeout)
                 if not ready:
                     return b""
-                data: bytes = self._port.read(1 << 16)
+                data: bytes = self._port.read(READ_SIZE)
                 if not data and self.url.startswith("socket://"):
                     raise serial.SerialException("connection closed by the peer")
+                # A pty gives about 4 KiB a read: take what else is there already, so a
+                # poll sees whole frames (and their storage shares one fsync).
+                if data:
+                    data = self._read_waiting(data)
             else:
-                data = self._port.read(max(1, min(self._port.in_waiting, 1 << 16)))
+                data = self._port.read(max(1, min(self._port.in_waiting, READ_SIZE)))
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise LinkDown(f"{self.url}: {exc}") from None
         return data
+
+    def _read_waiting(self, first: bytes) -> bytes:
+        """``first`` and whatever is already waiting, up to READ_BUDGET bytes. A failure
+        here leaves what was read intact: the next read() meets it again."""
+        import serial
+
+        parts = [first]
+        total = len(first)
+        with contextlib.suppress(serial.SerialException, OSError):
+            while total < READ_BUDGET and (more := self._port.read(READ_SIZE)):
+                parts.append(more)
+                total += len(more)
+        return b"".join(parts)
 
     def write(self, data: bytes) -> None:
         import serial

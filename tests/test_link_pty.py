@@ -7,6 +7,7 @@ acknowledged or given up on every frame); a deadline only guards against a hang.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -305,3 +306,30 @@ def test_frames_of_a_video_file_arrive_as_jpeg(tmp_path: Path):
         assert frame.codec == 1  # JPEG
         image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (96, 128, 3)
+
+
+def test_one_read_takes_every_byte_already_waiting_in_the_pty():
+    """A pty hands over about 4 KiB a read: the transport takes all that waits, so that a
+    poll sees whole frames and their storage shares one commit."""
+    import fcntl
+    import os
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    fcntl.fcntl(master, fcntl.F_SETFL, os.O_NONBLOCK)
+    transport = SerialTransport(os.ttyname(slave))
+    try:
+        transport.open()
+        sent = bytearray()
+        with contextlib.suppress(BlockingIOError):  # fill the pty until it takes no more
+            while len(sent) < 1 << 20:
+                chunk = bytes([len(sent) // 4096 % 256]) * 4096
+                sent += chunk[: os.write(master, chunk)]
+        assert len(sent) > 8192
+        assert transport.read() == bytes(sent)
+    finally:
+        transport.close()
+        os.close(master)
+        os.close(slave)
