@@ -74,6 +74,33 @@ def test_missing_onnx_provider(tiny_run: Path):
         open_backend("onnxruntime", tiny_run / "fp32.onnx", options)
 
 
+def _has_device(kind: str) -> bool:
+    import openvino as ov
+
+    return any(d.split(".")[0] == kind for d in ov.Core().available_devices)
+
+
+@pytest.mark.parametrize(
+    ("device", "falls_back"),
+    [("AUTO:NPU,CPU", True), ("AUTO", False), ("AUTO:CPU", False), ("AUTO:-NPU", False)],
+)
+def test_openvino_falling_back_to_the_cpu_is_reported(tiny_run: Path, device: str, falls_back):
+    """AUTO given an accelerator this machine lacks runs on the CPU without a word from
+    OpenVINO: the backend says so (and the device it really runs on)."""
+    if _has_device("NPU"):
+        pytest.skip("this machine has an NPU: AUTO:NPU,CPU would use it")
+    backend = open_backend("openvino", tiny_run / "int8.xml", BackendOptions(device=device))
+    try:
+        assert "CPU" in backend.device
+        if falls_back:
+            assert backend.fallback is not None
+            assert "asked for AUTO:NPU,CPU" in backend.fallback and "no NPU" in backend.fallback
+        else:
+            assert backend.fallback is None
+    finally:
+        backend.close()
+
+
 def test_options_are_validated():
     with pytest.raises(ValueError, match="threads"):
         BackendOptions(threads=0)

@@ -407,6 +407,30 @@ def test_busy_and_missing_serial_ports_are_clear(tiny_run: Path, tmp_path: Path,
         os.close(slave)
 
 
+def test_a_silent_fall_back_to_the_cpu_is_warned_about_and_recorded(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+):
+    import openvino as ov
+
+    if any(d.startswith("NPU") for d in ov.Core().available_devices):
+        pytest.skip("this machine has an NPU: AUTO:NPU,CPU would use it")
+    frames = _frame_folder(tiny_dataset, tmp_path, 4)
+    cfg = tmp_path / "npu.toml"
+    cfg.write_text(
+        f'[classifier]\nbackend = "openvino"\nmodel = "{tiny_run / "int8.xml"}"\n'
+        'device = "AUTO:NPU,CPU"\n'
+    )
+    study = tmp_path / "s"
+    args = ["--config", str(cfg), "--study", str(study), "--no-detector", "--no-http", "-q"]
+    code, err = _run_main(["--source", f"dir://{frames}", *args], capsys)
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "classifier" in warning[0] and "no NPU" in warning[0]
+    (record,) = _db(study).execute("SELECT settings FROM runs").fetchall()
+    described = json.loads(record[0])["models"]["classifier"]
+    assert "no NPU" in described["fallback"] and "CPU" in described["device"]
+
+
 def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
     lean_python: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 ):

@@ -21,22 +21,16 @@ def _spec(port: Any) -> TensorSpec:
 class OpenVINOBackend:
     name = "openvino"
 
-    def __init__(self, compiled: Any, requested: str = "CPU") -> None:
+    def __init__(
+        self, compiled: Any, requested: str = "CPU", present: Sequence[str] = ("CPU",)
+    ) -> None:
         self._compiled = compiled
         try:
             devices = [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
         except RuntimeError:
             devices = [requested]
         self.device = ",".join(devices)
-        # AUTO or a device list may choose; a named accelerator that became the CPU is a
-        # fall-back the user should hear about.
-        wanted = requested.split(":")[0].split(".")[0]
-        self.fallback = (
-            f"OpenVINO was asked for {requested} but runs on {self.device}"
-            if wanted not in ("AUTO", "MULTI", "HETERO", "CPU")
-            and not any(d.startswith(wanted) for d in devices)
-            else None
-        )
+        self.fallback = _fallback(requested, devices, present)
         self._request = compiled.create_infer_request()
         self._inputs = [_spec(p) for p in compiled.inputs]
         self._outputs = [_spec(p) for p in compiled.outputs]
@@ -88,7 +82,33 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> OpenVINO
         raise ModelError(
             f"{model_path}: OpenVINO cannot load it on {options.device} ({first})"
         ) from None
-    return OpenVINOBackend(compiled, options.device)
+    return OpenVINOBackend(compiled, options.device, list(core.available_devices))
+
+
+def _fallback(requested: str, devices: Sequence[str], present: Sequence[str]) -> str | None:
+    """Why the model runs somewhere other than asked, or None.
+
+    A named accelerator that became the CPU is a fall-back. So is AUTO, MULTI or HETERO
+    given a list of accelerators of which this machine has none: OpenVINO then runs on
+    the CPU without a word (AUTO:NPU,CPU without an NPU reports "(CPU)"). Whether AUTO
+    hands over from the CPU to an accelerator that is present is its own affair: it
+    compiles for it in the background, so the CPU alone at start says nothing."""
+    kind = requested.split(":")[0].split(".")[0]
+    if kind not in ("AUTO", "MULTI", "HETERO"):
+        if kind == "CPU" or any(d.strip("()").startswith(kind) for d in devices):
+            return None
+        return f"OpenVINO was asked for {requested} but runs on {','.join(devices)}"
+    entries = requested.partition(":")[2].split(",")
+    listed = {d.split(".")[0] for d in entries if d and not d.startswith("-")}  # -X: not X
+    accelerators = sorted(listed - {"CPU"})
+    kinds_here = {d.split(".")[0] for d in present}
+    if not accelerators or kinds_here & set(accelerators):
+        return None
+    return (
+        f"OpenVINO was asked for {requested}, but this machine has no "
+        f"{' or '.join(accelerators)} (devices: {', '.join(present)}): "
+        f"it runs on {','.join(devices)}"
+    )
 
 
 def _static(port: Any) -> list[int]:

@@ -127,10 +127,12 @@ def run_study(
     stop: threading.Event,
     *,
     status: bool = True,
-    announce: TextIO = sys.stderr,
+    announce: TextIO | None = None,
     done: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Open everything the settings name, run until ``stop``, close; the run's summary."""
+    """Open everything the settings name, run until ``stop``, close; the run's summary.
+    Start-up lines and the status line go to ``announce`` (standard error)."""
+    announce = announce or sys.stderr  # looked up now: whatever stderr is at the call
     if not config["study"]:
         raise BadInputError('no study folder: give --study DIR or study = "..." in the config')
     models = Models.open(config)
