@@ -101,6 +101,24 @@ def test_openvino_falling_back_to_the_cpu_is_reported(tiny_run: Path, device: st
         backend.close()
 
 
+def test_an_onnx_runtime_session_without_a_requested_provider_is_a_fall_back(tiny_run: Path):
+    """onnxruntime-gpu on a Jetson whose CUDA libraries do not load drops the CUDA
+    provider with only a log line and runs on the CPU: the session it hands back is a
+    plain CPU session, as here."""
+    import onnxruntime as ort
+
+    from edge.backends.onnxruntime import OnnxRuntimeBackend
+
+    session = ort.InferenceSession(str(tiny_run / "fp32.onnx"), providers=["CPUExecutionProvider"])
+    asked = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    backend = OnnxRuntimeBackend(session, asked)
+    assert backend.device == "CPUExecutionProvider"
+    assert (
+        backend.fallback is not None and "CUDAExecutionProvider did not start" in backend.fallback
+    )
+    assert OnnxRuntimeBackend(session, ("CPUExecutionProvider",)).fallback is None
+
+
 def test_options_are_validated():
     with pytest.raises(ValueError, match="threads"):
         BackendOptions(threads=0)
