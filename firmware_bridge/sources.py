@@ -251,6 +251,18 @@ class DirSource(LocalSource):
         pass
 
 
+def is_recording(url: str) -> bool:
+    """Whether ``url`` names a recording (a folder of frames, a video file), read as
+    fast as inference goes, rather than a live source that sets its own pace."""
+    parsed = urllib.parse.urlsplit(url)
+    target = parsed.netloc + parsed.path
+    if parsed.scheme == "dir":
+        return True
+    if parsed.scheme == "video":
+        return not target.isdigit() and Path(target).is_file()
+    return not parsed.scheme and Path(url).suffix.lower() in VIDEO_SUFFIXES
+
+
 def open_source(
     url: str,
     *,

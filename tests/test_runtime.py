@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import resource
 import signal
@@ -340,8 +341,8 @@ def test_bad_settings_and_models_are_one_line_errors(
     code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
     assert code == 2 and "unknown key pipeline.backlogg" in err
 
-    code, err = _run_main(["--source", frames, *study, "--workers", "0"], capsys)
-    assert code == 2 and "pipeline.workers" in err and "between 1 and 64" in err
+    code, err = _run_main(["--source", frames, *study, "--workers", "-1"], capsys)
+    assert code == 2 and "pipeline.workers" in err and "between 0 and 64" in err
 
     cfg.write_text("[link]\nchunk = 8\n")
     code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
@@ -380,8 +381,6 @@ def test_bad_settings_and_models_are_one_line_errors(
 
 
 def test_busy_and_missing_serial_ports_are_clear(tiny_run: Path, tmp_path: Path, capsys):
-    import os
-
     import serial
 
     master, slave = os.openpty()
@@ -429,6 +428,25 @@ def test_a_silent_fall_back_to_the_cpu_is_warned_about_and_recorded(
     (record,) = _db(study).execute("SELECT settings FROM runs").fetchall()
     described = json.loads(record[0])["models"]["classifier"]
     assert "no NPU" in described["fallback"] and "CPU" in described["device"]
+
+
+def test_a_recording_is_read_by_one_single_threaded_worker_per_core(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+):
+    frames = _frame_folder(tiny_dataset, tmp_path, 6)
+    study = tmp_path / "s"
+    args = ["--study", str(study), "--no-detector", "--no-http", "-q"]
+    args += ["--classifier-model", str(tiny_run / "int8.tflite")]
+    code, err = _run_main(["--source", f"dir://{frames}", *args], capsys)
+    assert code == 0, err
+    workers = os.cpu_count() or 1
+    assert f"{workers} inference worker(s), chosen for a recording" in err
+    (record,) = _db(study).execute("SELECT settings FROM runs").fetchall()
+    chosen = json.loads(record[0])["settings"]
+    assert chosen["pipeline.workers"] == workers and chosen["classifier.threads"] == 1
+    assert _db(study).execute(
+        "SELECT count(*) FROM inference WHERE status = 'done'"
+    ).fetchone() == (6,)
 
 
 def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
@@ -479,13 +497,15 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     out = tmp_path / "demo"
     frames = ["--frames", str(tiny_dataset)] if with_data else []
     # No drain: when the recorder has sent everything, the demo still infers it all.
+    # With data, a set chunk size and workers; without, what an unthrottled demo chooses.
     config = tmp_path / "no-drain.toml"
-    config.write_text("[pipeline]\ndrain_s = 0.0\n[link]\nchunk = 4096\n")
+    config.write_text("[pipeline]\ndrain_s = 0.0\n" + ("[link]\nchunk = 4096\n" * with_data))
+    layout = ["--workers", "2", "--threads", "1"] if with_data else []
     demo = subprocess.run(
         [
             *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
             *("--ber", "1e-5", "--seed", "3", "--out", str(out), "-q", *frames),
-            *("--workers", "2", "--threads", "1", "--config", str(config)),
+            *(*layout, "--config", str(config)),
             *_models(tiny_run, tiny_detector),
         ],
         capture_output=True,
@@ -507,7 +527,10 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
         .execute("SELECT stats FROM link_stats ORDER BY rowid DESC LIMIT 1")
         .fetchone()
     )
-    assert json.loads(link)["chunk"] == 4096
+    assert json.loads(link)["chunk"] == (4096 if with_data else 16384)
+    if not with_data:
+        workers = os.cpu_count() or 1
+        assert f"{workers} inference worker(s), chosen for a recording" in demo.stderr
     assert summary["fps"] > 0 and summary["recorder_cpu_s"] > 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]

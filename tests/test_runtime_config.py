@@ -72,3 +72,22 @@ def test_the_documented_example_loads():
     config = load(example)
     assert config["detector.conf"] == 0.25 and config["classifier.threads"] == 2
     assert config.origin["pipeline.policy"] == str(example)
+
+
+def test_workers_chosen_for_the_source():
+    from edge.runtime.config import choose_workers
+
+    auto = load(None)
+    assert auto["pipeline.workers"] == 0
+    live = choose_workers(auto, recording=False, cores=4)
+    assert live["pipeline.workers"] == 1 and live["detector.threads"] == 0  # every core
+    replay = choose_workers(auto, recording=True, cores=4)
+    assert replay["pipeline.workers"] == 4
+    assert replay["classifier.threads"] == replay["detector.threads"] == 1
+    assert replay.origin["pipeline.workers"] == "chosen for a recording"
+    assert auto["pipeline.workers"] == 0  # the given config is left as it was
+    two_threads = choose_workers(load(None, {"detector.threads": 2}), recording=True, cores=4)
+    assert two_threads["pipeline.workers"] == 2 and two_threads["detector.threads"] == 2
+    assert choose_workers(auto, recording=True, cores=1)["pipeline.workers"] == 1
+    fixed = load(None, {"pipeline.workers": 3})
+    assert choose_workers(fixed, recording=True, cores=4) is fixed

@@ -13,7 +13,7 @@ import pytest
 
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.simulator import frame_bytes
-from firmware_bridge.sources import DirSource, LinkSource, VideoSource, open_source
+from firmware_bridge.sources import DirSource, LinkSource, VideoSource, is_recording, open_source
 from tests.conftest import synthetic_frame, write_rgb
 
 
@@ -124,3 +124,13 @@ def test_the_chunk_size_a_link_accepts(url: str, chunk: int, expected: int):
     source = open_source(url, chunk=chunk)
     assert isinstance(source, LinkSource)
     assert source.link.chunk_size == expected
+
+
+def test_which_sources_are_recordings(tmp_path: Path):
+    video = tmp_path / "study.mp4"
+    video.write_bytes(b"")
+    assert is_recording(f"dir://{tmp_path}")
+    assert is_recording(f"video://{video}") and is_recording(str(video))
+    for live in ("video://0", "video:///dev/video0", "serial:///dev/ttyACM0", "usb://1:2"):
+        assert not is_recording(live), live
+    assert not is_recording("socket://127.0.0.1:5555") and not is_recording("/dev/ttyUSB0")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import signal
 import subprocess
@@ -22,8 +23,8 @@ from edge.runtime.http import StatsServer
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
 from edge.store import Study
-from firmware_bridge.protocol import crc32
-from firmware_bridge.sources import FrameSource, LinkSource, open_source
+from firmware_bridge.protocol import UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
+from firmware_bridge.sources import FrameSource, LinkSource, is_recording, open_source
 from firmware_bridge.transport import LinkDown
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,17 @@ def run_study(
     status: bool = True,
     announce: TextIO | None = None,
     done: threading.Event | None = None,
+    recording: bool | None = None,
 ) -> dict[str, Any]:
     """Open everything the settings name, run until ``stop``, close; the run's summary.
-    Start-up lines and the status line go to ``announce`` (standard error)."""
+    Start-up lines and the status line go to ``announce`` (standard error). Whether the
+    source is a recording (for ``workers = 0``) follows from its URL unless given."""
     announce = announce or sys.stderr  # looked up now: whatever stderr is at the call
     if not config["study"]:
         raise BadInputError('no study folder: give --study DIR or study = "..." in the config')
+    if recording is None:
+        recording = is_recording(config["source"])
+    config = settings.choose_workers(config, recording)
     models = Models.open(config)
     closers: list[Any] = [models]
     try:
@@ -170,11 +176,18 @@ def run_study(
             closers.append(server)
         described = models.describe()
         for role, d in described.items():
+            threads = config[f"{role}.threads"] or os.cpu_count()
             print(
                 f"capsule-edge: {role} {d['name']} ({d['precision']}) on {d['backend']}, "
-                f"device {d['device']}",
+                f"device {d['device']}, {threads} thread(s)",
                 file=announce,
             )
+        origin = config.origin["pipeline.workers"]
+        print(
+            f"capsule-edge: {len(workers)} inference worker(s), "
+            + (origin if origin.startswith("chosen") else f"as set in {origin}"),
+            file=announce,
+        )
         print(
             f"capsule-edge: study {study.folder}, source {source.name}"
             + (f", stats {server.url}/stats" if server else ""),
@@ -248,6 +261,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.http_port is None:
         overrides["http.port"] = 0  # any free port: a demo must not clash with a real run
     config = settings.load(args.config, overrides)
+    if not args.fps and not config["link.chunk"]:
+        # A recorded study re-read at full speed comes over USB (no UART moves 100 frames
+        # of 49 kB a second): the pty stands in for that link, with its chunk size.
+        config.values["link.chunk"] = USB_MAX_CHUNK
+        config.origin["link.chunk"] = "chosen for an unthrottled demo"
     command = [
         *(sys.executable, "-m", "edge.cli", "simulate", "--pty", str(link)),
         *("--count", str(args.count), "--fps", str(args.fps), "--ber", str(args.ber)),
@@ -257,7 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ]
     print(
         f"demo: recorder simulator on a pty, {args.count} frames at {args.fps or 'full'} fps, "
-        f"BER {args.ber}; {described}",
+        f"BER {args.ber}, chunks of {config['link.chunk'] or UART_MAX_CHUNK} bytes at most; "
+        f"{described}",
         file=sys.stderr,
     )
     sim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -282,7 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     threading.Thread(target=watch, daemon=True).start()
     try:
-        summary = run_study(config, stop, status=not args.quiet, done=done)
+        summary = run_study(config, stop, status=not args.quiet, done=done, recording=not args.fps)
     finally:
         if sim.poll() is None:
             sim.terminate()

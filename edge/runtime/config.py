@@ -22,9 +22,10 @@ bad value is a one-line error naming the key and the file.
     [pipeline]
     backlog = 256           # frames stored but not yet inferred, at most
     policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
-    workers = 1             # frames inferred at once, each worker with its own models:
-                            # 1 with threads = 0 for the lowest latency live; as many as
-                            # cores with threads = 1 for the most frames/s (replays)
+    workers = 0             # frames inferred at once, each worker with its own models.
+                            # 0 = chosen by source: 1 using every core for a live one
+                            # (lowest latency); one per core, threads = 1, for a
+                            # recording (dir://, a video file, demo --fps 0): most frames/s
     drain_s = 10.0          # at SIGINT/SIGTERM, infer the backlog for at most this long;
                             # what is left is inferred when the study is resumed
 
@@ -45,6 +46,7 @@ bad value is a one-line error naming the key and the file.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,7 +120,7 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
     "pipeline": {
         "backlog": Key(int, 256, _at_least(1)),
         "policy": Key(str, "skip-oldest", _one_of("skip-oldest", "skip-newest")),
-        "workers": Key(int, 1, _between(1, 64)),
+        "workers": Key(int, 0, _between(0, 64)),
         "drain_s": Key(float, 10.0, _between(0.0, 3600.0)),
     },
     "link": {
@@ -142,6 +144,33 @@ class Config:
 
     def __getitem__(self, dotted: str) -> Any:
         return self.values[dotted]
+
+
+def choose_workers(config: Config, recording: bool, cores: int | None = None) -> Config:
+    """``workers = 0`` made a number for this source: the config to run with.
+
+    A live source wants each frame's findings soon: one worker, every core on it. A
+    recording wants the most frames per second: a small model does not keep two cores
+    busy with one frame, so one single-threaded worker per core (threads set by hand
+    are kept, with fewer workers to match)."""
+    if config["pipeline.workers"]:
+        return config
+    cores = cores or os.cpu_count() or 1
+    chosen = Config(dict(config.values), dict(config.origin))
+    why = "chosen for a recording" if recording else "chosen for a live source"
+    workers = 1
+    if recording and cores > 1:
+        threads = 1
+        for role in ("classifier", "detector"):
+            if not chosen.values[f"{role}.threads"]:
+                chosen.values[f"{role}.threads"] = 1
+                chosen.origin[f"{role}.threads"] = why
+            if chosen.values[f"{role}.enabled"]:
+                threads = max(threads, chosen.values[f"{role}.threads"])
+        workers = max(1, cores // threads)
+    chosen.values["pipeline.workers"] = workers
+    chosen.origin["pipeline.workers"] = why
+    return chosen
 
 
 def _check(name: str, key: Key, value: Any, where: str) -> Any:
