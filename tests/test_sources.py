@@ -86,8 +86,8 @@ def test_the_link_over_tcp(tmp_path: Path):
             "5000",
             "--fps",
             "0",
-            "--linger",
-            "2",
+            "--linger",  # as in test_link_pty: a busy machine may starve the host a while
+            "10",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
