@@ -53,6 +53,9 @@ class SourceFrame:
 class FrameSource(Protocol):
     name: str
     ledger: Ledger
+    # A recording (a folder, a video file) is read as fast as inference goes; a live
+    # source (a recorder, a camera) sets its own pace.
+    recording: bool
 
     def poll(self) -> list[SourceFrame]:
         """The frames that arrived since the last call (waits briefly when none)."""
@@ -92,6 +95,7 @@ class LinkSource:
         self.ledger = self.link.ledger
         self.name = receiver.transport.name
         self.hold_replies = hold_replies
+        self.recording = False
         receiver.write_replies = not hold_replies
 
     def connect(self) -> None:
@@ -180,6 +184,7 @@ class VideoSource(LocalSource):
         if not self._cap.isOpened():
             raise ValueError(f"{target}: not a video device or file OpenCV can open")
         self.is_file = isinstance(target, str) and Path(target).is_file()
+        self.recording = self.is_file
         self.expected = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.is_file else 0
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 0.0
         self._index = 0
@@ -220,6 +225,7 @@ class DirSource(LocalSource):
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder")
         super().__init__(f"dir:{folder}")
+        self.recording = True
         self.files = sorted(
             p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
@@ -249,18 +255,6 @@ class DirSource(LocalSource):
 
     def close(self) -> None:
         pass
-
-
-def is_recording(url: str) -> bool:
-    """Whether ``url`` names a recording (a folder of frames, a video file), read as
-    fast as inference goes, rather than a live source that sets its own pace."""
-    parsed = urllib.parse.urlsplit(url)
-    target = parsed.netloc + parsed.path
-    if parsed.scheme == "dir":
-        return True
-    if parsed.scheme == "video":
-        return not target.isdigit() and Path(target).is_file()
-    return not parsed.scheme and Path(url).suffix.lower() in VIDEO_SUFFIXES
 
 
 def open_source(

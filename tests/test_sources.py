@@ -13,7 +13,7 @@ import pytest
 
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.simulator import frame_bytes
-from firmware_bridge.sources import DirSource, LinkSource, VideoSource, is_recording, open_source
+from firmware_bridge.sources import DirSource, LinkSource, VideoSource, open_source
 from tests.conftest import synthetic_frame, write_rgb
 
 
@@ -35,7 +35,7 @@ def test_folder_replay_accounts_for_every_file(tmp_path: Path):
         write_rgb(tmp_path / f"f{i}.jpg", synthetic_frame("mucosa", rng))
     (tmp_path / "notes.txt").write_text("not a frame")
     source = open_source(f"dir://{tmp_path}")
-    assert isinstance(source, DirSource)
+    assert isinstance(source, DirSource) and source.recording
     frames = drain(source)
     assert [f.data for f in frames] == [(tmp_path / f"f{i}.jpg").read_bytes() for i in range(3)]
     ledger = source.ledger.sessions[0]
@@ -49,7 +49,7 @@ def test_video_file_frames_are_decoded_and_counted(tmp_path: Path):
         writer.write(np.full((80, 96, 3), 20 * i, np.uint8))
     writer.release()
     source = open_source(str(path))
-    assert isinstance(source, VideoSource)
+    assert isinstance(source, VideoSource) and source.recording  # a file, read at full speed
     frames = drain(source)
     assert len(frames) == 10 and source.finished
     assert frames[0].image.shape == (80, 96, 3)
@@ -124,13 +124,4 @@ def test_the_chunk_size_a_link_accepts(url: str, chunk: int, expected: int):
     source = open_source(url, chunk=chunk)
     assert isinstance(source, LinkSource)
     assert source.link.chunk_size == expected
-
-
-def test_which_sources_are_recordings(tmp_path: Path):
-    video = tmp_path / "study.mp4"
-    video.write_bytes(b"")
-    assert is_recording(f"dir://{tmp_path}")
-    assert is_recording(f"video://{video}") and is_recording(str(video))
-    for live in ("video://0", "video:///dev/video0", "serial:///dev/ttyACM0", "usb://1:2"):
-        assert not is_recording(live), live
-    assert not is_recording("socket://127.0.0.1:5555") and not is_recording("/dev/ttyUSB0")
+    assert not source.recording  # a recorder sets the pace

@@ -24,7 +24,7 @@ from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
 from edge.store import Study
 from firmware_bridge.protocol import UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
-from firmware_bridge.sources import FrameSource, LinkSource, is_recording, open_source
+from firmware_bridge.sources import FrameSource, LinkSource, open_source
 from firmware_bridge.transport import LinkDown
 
 log = logging.getLogger(__name__)
@@ -134,16 +134,18 @@ def run_study(
 ) -> dict[str, Any]:
     """Open everything the settings name, run until ``stop``, close; the run's summary.
     Start-up lines and the status line go to ``announce`` (standard error). Whether the
-    source is a recording (for ``workers = 0``) follows from its URL unless given."""
+    source is a recording (for ``workers = 0``) is the source's to say unless given."""
     announce = announce or sys.stderr  # looked up now: whatever stderr is at the call
     if not config["study"]:
         raise BadInputError('no study folder: give --study DIR or study = "..." in the config')
-    if recording is None:
-        recording = is_recording(config["source"])
-    config = settings.choose_workers(config, recording)
-    models = Models.open(config)
-    closers: list[Any] = [models]
+    # The source first: whether it is a recording decides how many workers to open.
+    source = _open_source(config)
+    closers: list[Any] = [source]
     try:
+        recording = source.recording if recording is None else recording
+        config = settings.choose_workers(config, recording)
+        models = Models.open(config)
+        closers.append(models)
         # One set of models per inference worker: an interpreter runs one frame at a time.
         workers = [models]
         for _ in range(config["pipeline.workers"] - 1):
@@ -152,8 +154,6 @@ def run_study(
         for warning in models.fallbacks:
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)
-        source = _open_source(config)
-        closers.append(source)
         study = Study(Path(config["study"]))
         line = StatusLine(announce, status)
         runtime = Runtime(
