@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from typing import Any, TextIO
 from edge.errors import BadInputError
 from edge.runtime import config as settings
 from edge.runtime.http import StatsServer
-from edge.runtime.models import Models
+from edge.runtime.models import Models, threads
 from edge.runtime.pipeline import Runtime
 from edge.store import Study
 from firmware_bridge.protocol import UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
@@ -176,10 +175,9 @@ def run_study(
             closers.append(server)
         described = models.describe()
         for role, d in described.items():
-            threads = config[f"{role}.threads"] or os.cpu_count()
             print(
                 f"capsule-edge: {role} {d['name']} ({d['precision']}) on {d['backend']}, "
-                f"device {d['device']}, {threads} thread(s)",
+                f"device {d['device']}, {threads(config, role)} thread(s)",
                 file=announce,
             )
         origin = config.origin["pipeline.workers"]
