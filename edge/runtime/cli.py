@@ -181,11 +181,11 @@ def run_study(
                 file=announce,
             )
         origin = config.origin["pipeline.workers"]
-        print(
-            f"capsule-edge: {len(workers)} inference worker(s), "
-            + (origin if origin.startswith("chosen") else f"as set in {origin}"),
-            file=announce,
-        )
+        if origin == "command line":
+            origin = "as set on the command line"
+        elif not origin.startswith("chosen"):
+            origin = f"as set in {origin}"
+        print(f"capsule-edge: {len(workers)} inference worker(s), {origin}", file=announce)
         print(
             f"capsule-edge: study {study.folder}, source {source.name}"
             + (f", stats {server.url}/stats" if server else ""),
