@@ -368,7 +368,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backlog", type=int, help="frames stored but waiting for inference, at most")
     p.add_argument("--policy", help="when the backlog is full: skip-oldest or skip-newest")
     p.add_argument(
-        "--workers", type=int, help="frames inferred at once, each with its own models (1)"
+        "--workers",
+        type=int,
+        help="frames inferred at once, each with its own models (0: chosen by source)",
     )
     p.add_argument("--http-port", type=int, help="port of /stats and /metrics (0: any free one)")
     p.add_argument("--no-http", action="store_true", help="no /stats and /metrics")
