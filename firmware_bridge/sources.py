@@ -29,10 +29,13 @@ from firmware_bridge.protocol import (
     USB_MAX_CHUNK,
     Codec,
     Result,
+    crc32,
 )
 from firmware_bridge.transport import Receiver, SerialTransport
 
 LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
+# A folder session's frames in the study: origin -> (index, CRC-32C of its bytes).
+Known = dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SourceFrame:
     link_frame: ReceivedFrame | None = None
     width: int = 0  # for raw pixel codecs (from the recorder's META)
     height: int = 0
+    origin: str | None = None  # a folder frame's relative path
 
 
 class FrameSource(Protocol):
@@ -74,6 +78,10 @@ class FrameSource(Protocol):
         ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def attach(self, known: Known) -> None:
+        """What the study already holds of this source (before the first poll)."""
+        ...
 
     @property
     def finished(self) -> bool: ...
@@ -139,6 +147,9 @@ class LinkSource:
             **self.link.status(),
         }
 
+    def attach(self, known: Known) -> None:
+        pass  # the recorder's session and indices identify its frames
+
     @property
     def finished(self) -> bool:
         return False  # a recorder link ends when the caller stops it
@@ -171,6 +182,9 @@ class LocalSource:
 
     def status(self) -> dict[str, Any]:
         return {"ledger": dict(self.ledger.counts())}
+
+    def attach(self, known: Known) -> None:
+        pass
 
 
 class VideoSource(LocalSource):
@@ -219,39 +233,67 @@ class VideoSource(LocalSource):
 
 
 class DirSource(LocalSource):
-    """Image files of a folder, in name order (a recorded study replayed)."""
+    """Image files of a folder, in name order (a recorded study replayed).
+
+    A frame is its file: relative path and content. Replayed into a study that holds
+    the folder already, files it has (same path, same bytes) are not sent again, and
+    new or changed files become new frames after the ones it has."""
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder")
         super().__init__(f"dir:{folder}")
+        self.folder = folder
         self.recording = True
         self.files = sorted(
             p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
-        self._index = 0
+        self._position = 0
+        self._next = 0  # the index the next new frame gets
+        self._known: Known = {}
+        self.unchanged = 0  # files the study already held
+
+    def attach(self, known: Known) -> None:
+        self._known = known
+        self._next = max((index for index, _ in known.values()), default=-1) + 1
+        self._session.start = self._next  # indices below: earlier runs' account
 
     def poll(self) -> list[SourceFrame]:
-        if self._index >= len(self.files):
-            return []
-        index, path = self._index, self.files[self._index]
-        self._index += 1
+        while self._position < len(self.files):
+            path = self.files[self._position]
+            self._position += 1
+            frame = self._read(path)
+            if frame is not None:
+                return [frame]
+        return []
+
+    def _read(self, path: Path) -> SourceFrame | None:
+        origin = path.relative_to(self.folder).as_posix()
         codec = CODEC_BY_SUFFIX.get(path.suffix.lower())
         if codec is None:
-            self._session.settle(index, Outcome.LOST, "not an image file")
-            return []
+            self._settle_new(Outcome.LOST, "not an image file")
+            return None
         try:
             data = path.read_bytes()
+            stamp = int(path.stat().st_mtime * 1e6)
         except OSError as exc:
-            self._session.settle(index, Outcome.LOST, f"unreadable: {exc.strerror}")
-            return []
-        self._session.settle(index, Outcome.DELIVERED)
-        stamp = int(path.stat().st_mtime * 1e6)
-        return [SourceFrame(LOCAL_SESSION, index, int(codec), stamp, data=data)]
+            self._settle_new(Outcome.LOST, f"unreadable: {exc.strerror}")
+            return None
+        crc = crc32(data)
+        if self._known.get(origin, (0, None))[1] == crc:
+            self.unchanged += 1
+            return None
+        index = self._settle_new(Outcome.DELIVERED)
+        return SourceFrame(LOCAL_SESSION, index, int(codec), stamp, data=data, origin=origin)
+
+    def _settle_new(self, outcome: Outcome, reason: str | None = None) -> int:
+        index, self._next = self._next, self._next + 1
+        self._session.settle(index, outcome, reason)
+        return index
 
     @property
     def finished(self) -> bool:
-        return self._index >= len(self.files)
+        return self._position >= len(self.files)
 
     def close(self) -> None:
         pass

@@ -29,7 +29,7 @@ from edge.runtime import config as settings
 from edge.runtime.cli import StatusLine
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
-from edge.store import Study
+from edge.study.store import Study
 from firmware_bridge.protocol import crc32
 from firmware_bridge.sources import DirSource
 
@@ -213,35 +213,47 @@ class SlowModels(Models):
 
 
 @pytest.mark.parametrize(
-    ("policy", "backlog"), [("skip-oldest", 8), ("skip-newest", 8), ("skip-oldest", 1000)]
+    ("recording", "policy"), [(True, "skip-oldest"), (False, "skip-oldest"), (False, "skip-newest")]
 )
-def test_slow_inference_never_costs_a_stored_frame(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, policy: str, backlog: int
+def test_slow_inference_never_costs_a_frame(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, recording: bool, policy: str
 ):
+    """A recording waits for inference; a live source's frames may go past a full
+    backlog, and are inferred once the backlog runs dry: none is skipped for good."""
     frames = _frame_folder(tiny_dataset, tmp_path, 60)
     models = SlowModels.open(_classifier_only(tiny_run))
     study = Study(tmp_path / "study")
-    runtime = Runtime(DirSource(frames), study, models, backlog=backlog, policy=policy, drain_s=600)
+    runtime = Runtime(
+        DirSource(frames),
+        study,
+        models,
+        backlog=8,
+        policy=policy,
+        drain_s=600,
+        recording=recording,
+    )
     summary = runtime.run(threading.Event())
     study.close()
     models.close()
 
     db = _db(tmp_path / "study")
     assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (60,)
-    rows = dict(
-        ((i, s) for i, s in db.execute("SELECT idx, status FROM inference"))  # one per frame
-    )
-    assert len(rows) == 60
-    skipped = sorted(i for i, s in rows.items() if s == "skipped")
-    assert skipped == sorted(i for _, i in runtime.skipped)
-    assert summary["frames_skipped"] == len(skipped)
-    assert summary["frames_inferred"] == 60 - len(skipped)
-    if backlog >= 60:
-        assert skipped == []  # it lags within the backlog and catches up
-    elif policy == "skip-oldest":
-        assert skipped and 59 not in skipped  # the newest frames are the ones inferred
+    order = [i for i, s in db.execute("SELECT idx, status FROM inference ORDER BY rowid")]
+    statuses = {s for (s,) in db.execute("SELECT status FROM inference")}
+    assert sorted(order) == list(range(60)) and statuses == {"done"}  # each once, all done
+    assert summary["frames_inferred"] == 60 and summary["frames_not_inferred"] == 0
+    went_past = sorted(i for _, i in runtime.skipped)
+    assert summary["frames_skipped"] == len(went_past)
+    if recording:
+        assert went_past == []  # read at inference's pace
+        assert order == list(range(60))
+        return
+    assert went_past  # the source did not wait: the backlog overflowed
+    assert set(order[-len(went_past) :]) == set(went_past)  # inferred once it ran dry
+    if policy == "skip-oldest":
+        assert 59 not in went_past  # the newest frames went first
     else:
-        assert skipped and 0 not in skipped  # the oldest frames are inferred, in order
+        assert 0 not in went_past  # the oldest frames went first, in order
 
 
 class EndlessDir(DirSource):

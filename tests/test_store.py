@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.store import RECORD, Study
+from edge.study.archive import HEADER as RECORD
+from edge.study.store import Study
 
 
 def payload(session: int, index: int) -> bytes:
@@ -36,14 +37,14 @@ def test_frames_are_kept_once_and_read_back_identical(tmp_path: Path):
 WRITER = """
 import sys
 from pathlib import Path
-from edge.store import Study
+from edge.study.store import Study
 from tests.test_store import payload
 study = Study(Path(sys.argv[1]))
 start = int(sys.argv[2])
 for i in range(start, start + 100_000):
     study.add(1, i, payload(1, i), codec=1, timestamp_us=i)
     if i % 7 == 3:
-        study._file.flush()  # bytes in the archive file, not yet committed
+        study._appender.file.flush()  # bytes in the archive file, not yet committed
         print("W", flush=True)
     if i % 7 == 6:
         done = study.commit()

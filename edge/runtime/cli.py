@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import resource
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,9 +22,10 @@ from edge.runtime import config as settings
 from edge.runtime.http import StatsServer
 from edge.runtime.models import Models, threads
 from edge.runtime.pipeline import Runtime
-from edge.store import Study
-from firmware_bridge.protocol import UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
-from firmware_bridge.sources import FrameSource, LinkSource, open_source
+from edge.study.errors import StudyError
+from edge.study.store import Study
+from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
+from firmware_bridge.sources import LOCAL_SESSION, FrameSource, LinkSource, open_source
 from firmware_bridge.transport import LinkDown
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,13 @@ def run_study(
     try:
         recording = source.recording if recording is None else recording
         config = settings.choose_workers(config, recording)
+        try:
+            study = Study(Path(config["study"]))
+        except StudyError as exc:
+            raise BadInputError(str(exc)) from None
+        guard = _Abandon(study)  # until the run ends: closing on an error commits nothing
+        closers.append(guard)
+        source.attach(study.origins(LOCAL_SESSION))
         models = Models.open(config)
         closers.append(models)
         # One set of models per inference worker: an interpreter runs one frame at a time.
@@ -153,7 +162,6 @@ def run_study(
         for warning in models.fallbacks:
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)
-        study = Study(Path(config["study"]))
         line = StatusLine(announce, status)
         runtime = Runtime(
             source,
@@ -164,6 +172,7 @@ def run_study(
             drain_s=config["pipeline.drain_s"],
             jsonl=sys.stdout if config["output.jsonl"] else None,
             on_tick=line,
+            recording=recording,
         )
         server = None
         if config["http.enabled"]:
@@ -192,14 +201,14 @@ def run_study(
             file=announce,
             flush=True,
         )
-        run = study.start_run(
-            time.time_ns() // 1000,
-            source.name,
-            json.dumps({"settings": config.values, "models": described}),
+        settings_json = json.dumps({"settings": config.values, "models": described})
+        run = runtime.writer.call(
+            lambda s: s.start_run(time.time_ns() // 1000, source.name, settings_json)
         )
         summary = runtime.run(stop, done)
         line.end()
         summary["study"] = str(study.folder)
+        closers.remove(guard)
         if runtime.error:
             study.abandon()
         else:
@@ -212,6 +221,16 @@ def run_study(
                 closer.close()
             except Exception as exc:  # closing must not hide why the run ended
                 log.warning("closing %s: %s", type(closer).__name__, exc)
+
+
+class _Abandon:
+    """Closes a study without committing, when a run ends on an error."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+
+    def close(self) -> None:
+        self.study.abandon()
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -240,6 +259,8 @@ def _demo_frames(args: argparse.Namespace) -> tuple[list[str], str]:
     if args.frames is not None:
         if not args.frames.is_dir():
             raise BadInputError(f"{args.frames}: no such folder (--frames)")
+        if not any(p.suffix.lower() in CODEC_BY_SUFFIX for p in args.frames.rglob("*")):
+            raise BadInputError(f"{args.frames}: no .jpg, .jpeg or .png files in it (--frames)")
         return ["--frames", str(args.frames), "--loop"], f"frames from {args.frames}"
     polyps, others = DATA / "kvasir-seg" / "images", DATA / "hyper-kvasir" / "labeled-images"
     if polyps.is_dir() and others.is_dir():
@@ -255,7 +276,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     frames, described = _demo_frames(args)
     link, truth = out / "recorder.pty", out / "recorder.json"
-    overrides = _overrides(args) | {"source": f"serial://{link}", "study": str(out / "study")}
+    study = args.study or out / "study"
+    overrides = _overrides(args) | {"source": f"serial://{link}", "study": str(study)}
     if args.http_port is None:
         overrides["http.port"] = 0  # any free port: a demo must not clash with a real run
     config = settings.load(args.config, overrides)
@@ -268,6 +290,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         *(sys.executable, "-m", "edge.cli", "simulate", "--pty", str(link)),
         *("--count", str(args.count), "--fps", str(args.fps), "--ber", str(args.ber)),
         *("--seed", str(args.seed), "--log", str(truth), *frames),
+        # Every demo is a recorder session of its own, as every boot of a recorder is:
+        # a second demo into the same study adds its frames instead of matching them.
+        *("--session", str(secrets.randbelow(0x7FFF_0000) + 1)),
         # The simulated recorder offers the chunk size the runtime is set to accept.
         *(("--chunk", str(config["link.chunk"])) if config["link.chunk"] else ()),
     ]
@@ -277,7 +302,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{described}",
         file=sys.stderr,
     )
-    sim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own session: a Ctrl-C meant for the demo must not kill the recorder before it
+    # has written its account of what it sent.
+    sim = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert sim.stdout is not None
     if not sim.stdout.readline():
         said = (sim.stderr.read().strip().splitlines() or ["no message"])[-1] if sim.stderr else ""
@@ -304,7 +337,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if sim.poll() is None:
             sim.terminate()
         sim.wait()
-    doc = demo_summary(out, summary)
+    doc = demo_summary(out, study, summary)
     # The simulated recorder shares this machine's cores, a real one does not: say how
     # much of them it took (the simulator is this process's only child).
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -319,19 +352,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{doc['latency_ms']['p99']} ms, {doc['polyp_frames']} frames with polyps",
         file=sys.stderr,
     )
-    print(f"demo: study in {out / 'study'}, summary in {out / 'summary.json'}", file=sys.stderr)
+    print(f"demo: study in {study}, summary in {out / 'summary.json'}", file=sys.stderr)
     return 1 if doc["error"] else 0
 
 
-def demo_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """The run's summary checked against the simulator's ground truth."""
-    truth = json.loads((out / "recorder.json").read_text(encoding="utf-8"))
-    sent = {(s, i): crc for s, i, _, crc in truth["frames"]}
-    study = Study(out / "study")
+def demo_summary(out: Path, folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's summary checked against the simulator's ground truth (when it wrote
+    one: a recorder stopped by force does not)."""
+    truth_path = out / "recorder.json"
     try:
-        stored = list(study.frames())
+        truth = json.loads(truth_path.read_text(encoding="utf-8"))
+        sent: dict[tuple[int, int], int] | None = {(s, i): crc for s, i, _, crc in truth["frames"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        sent = None
+    with Study(folder) as study:
+        sessions = {key[0] for key in sent} if sent is not None else set()
+        stored = [key for key in study.frames() if sent is None or key[0] in sessions]
         corrupt = sum(
-            1 for key in stored if key in sent and crc32(study.read(*key).data) != sent[key]
+            1
+            for key in stored
+            if sent is not None and key in sent and crc32(study.read(*key).data) != sent[key]
         )
         lost: dict[str, int] = {}
         for outcome, reason, n in study.db.execute(
@@ -339,20 +379,18 @@ def demo_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
             "GROUP BY outcome, reason"
         ):
             lost[f"{outcome}:{reason or 'unknown'}"] = int(n)
-    finally:
-        study.close()
     return {
-        "frames_sent": len(sent),
+        "frames_sent": len(sent) if sent is not None else None,
         "frames_stored": len(stored),
         "frames_lost": lost,
         "corrupt_delivered": corrupt,
         **{k: summary[k] for k in ("frames_inferred", "frames_skipped", "fps", "latency_ms")},
-        "frames_not_inferred": summary["backlog_left"],  # after a Ctrl-C: done on resume
+        "frames_not_inferred": summary["frames_not_inferred"],  # after a Ctrl-C: on resume
         "polyp_frames": summary["polyp_frames"],
         "stage_ms": summary["stage_ms"],
         "models": summary["models"],
         "error": summary["error"],
-        "study": str(out / "study"),
+        "study": str(folder),
     }
 
 
@@ -378,6 +416,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     r = sub.add_parser("run", help="run a study: frames in, stored, classified and detected")
     r.add_argument("--source", help="serial://, socket://, usb://, video://, dir:// or a path")
@@ -385,7 +433,7 @@ def add_parsers(sub: Any) -> None:
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="a study against the recorder simulator on a pty")
-    d.add_argument("--count", type=int, default=300, help="frames the recorder sends")
+    d.add_argument("--count", type=_positive, default=300, help="frames the recorder sends")
     d.add_argument("--fps", type=float, default=30.0, help="capture rate (0: as fast as it goes)")
     d.add_argument("--ber", type=float, default=0.0, help="bit-error rate on the link")
     d.add_argument("--seed", type=int, default=0)

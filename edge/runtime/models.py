@@ -17,7 +17,7 @@ from edge.models.classifier import Classifier
 from edge.models.detector import Detector
 from edge.preprocess import Image
 from edge.runtime.config import Config
-from edge.store import Finding
+from edge.study.store import Finding
 from edge.types import Classification, Detections
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The study store: frames byte-identical in an append-only archive, indexed by SQLite."""

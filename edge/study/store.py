@@ -1,0 +1,455 @@
+"""A study folder: every received frame kept byte-identical exactly once, with its
+findings and the link's ledger, safe against a crash at any moment.
+
+    STUDY/study.db             SQLite (WAL): frames, findings, inference, ledger, runs
+    STUDY/archive/NNNNNN.bin   append-only segments of self-describing frame records
+    STUDY/lock                 held by the one process writing the study
+
+A frame is durable when ``commit()`` returns: its record is written and fsync'ed to the
+archive, then its row is committed (``synchronous=FULL``), then the folder is checked to
+still be the one opened. Only then may the recorder be told it arrived.
+
+Opening never repairs by deleting what it does not understand. A crash can leave
+records after the last committed one; they are cut only when the database proves them
+uncommitted: it is sound, its last frame is where it says in the archive, and every
+record after it is a whole record of a frame the database does not have, no more than
+one commit holds. A missing, empty or damaged database is an error, and
+``capsule-edge study rebuild`` recovers the index from the records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.study import archive, schema
+from edge.study.archive import Appender, Reader, Record, Scanned
+from edge.study.errors import CorruptFrameError, StorageError, StudyError
+from edge.study.lock import StudyLock
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_FRAMES = 512  # one commit holds at most this many frames (see _recover)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    session: int
+    index: int
+    codec: int
+    timestamp_us: int
+    data: bytes
+    width: int = 0
+    height: int = 0
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Where a stored frame is: what a backlog holds instead of the bytes."""
+
+    session: int
+    index: int
+    segment: int
+    offset: int
+    length: int
+    codec: int
+    width: int
+    height: int
+    crc: int | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    model: str  # "classifier" or "detector"
+    label: str
+    score: float
+    box: tuple[float, float, float, float] | None = None  # frame pixels, detector only
+
+
+def read_frame(reader: Reader, ref: FrameRef) -> bytes:
+    """A stored frame's bytes, checked against the CRC taken when it arrived."""
+    data = reader.read(ref.segment, ref.offset, ref.length)
+    if ref.crc is not None and archive.crc(data) != ref.crc:
+        raise CorruptFrameError(
+            f"frame {ref.session}:{ref.index}: its bytes in archive/{ref.segment:06d}.bin "
+            f"at {ref.offset} no longer match its CRC-32C"
+        )
+    return data
+
+
+class Study:
+    """The writing side of a study folder; one process at a time (``StudyLock``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.archive_dir = folder / "archive"
+        self.db_path = folder / "study.db"
+        try:
+            self.archive_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudyError(f"{folder}: cannot create the study folder ({exc.strerror})") from None
+        self._lock = StudyLock(folder)
+        try:
+            self.db = self._open_db()
+            self._db_id = _identity(self.db_path)
+            self.reader = Reader(self.archive_dir)
+            self.migrations = schema.migrate(self.db, self._crc_of)
+            self._appender = Appender(self.archive_dir, self._recover())
+        except BaseException:
+            self._lock.release()
+            raise
+        self._pending: list[tuple[object, ...]] = []
+        self._pending_keys: set[tuple[int, int]] = set()
+        self._pending_ledger: list[tuple[int, int, str, str | None]] = []
+        self._outcomes: list[tuple[int, int, str, str | None, float | None]] = []
+        self._findings: list[tuple[object, ...]] = []
+
+    # --- opening ---------------------------------------------------------------------
+
+    def _open_db(self) -> sqlite3.Connection:
+        held = archive.archive_bytes(self.archive_dir)
+        rebuild = f"nothing was changed; `capsule-edge study rebuild {self.folder}` recovers it"
+        if held and (not self.db_path.exists() or self.db_path.stat().st_size == 0):
+            raise StudyError(
+                f"{self.db_path}: missing or empty, but archive/ holds {held:,} bytes of "
+                f"frames: {rebuild}"
+            )
+        try:
+            db = connect(self.db_path)
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise sqlite3.DatabaseError(ok)
+            found = schema.tables(db)
+            if not found:
+                if held:
+                    raise StudyError(
+                        f"{self.db_path}: holds no tables, but archive/ holds {held:,} bytes "
+                        f"of frames: {rebuild}"
+                    )
+                schema.create(db)
+            elif "frames" not in found:
+                raise StudyError(f"{self.db_path}: not a study database (no frames table)")
+            elif schema.version(db) > schema.VERSION:
+                raise StudyError(
+                    f"{self.db_path}: written by a newer capsule-edge (schema "
+                    f"{schema.version(db)}, this one knows {schema.VERSION})"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StudyError(f"{self.db_path}: damaged ({exc}); {rebuild}") from None
+        return db
+
+    def _crc_of(self, segment: int, offset: int, length: int) -> int:
+        return archive.crc(self.reader.read(segment, offset, length))
+
+    def _recover(self) -> int:
+        """Cut what a crash left after the last committed record, when the database
+        proves it uncommitted (see the module docstring); the segment to append to."""
+        row = self.db.execute(
+            "SELECT session, idx, segment, offset, length, origin FROM frames "
+            "ORDER BY segment DESC, offset DESC LIMIT 1"
+        ).fetchone()
+        segment, end = 1, 0
+        if row is not None:
+            session, index, segment, offset, length, origin = row
+            end = offset + length
+            if not _record_is_at(self.reader, segment, offset, session, index, length, origin):
+                raise StudyError(
+                    f"{self.folder}: the database's last frame {session}:{index} is not where "
+                    f"it says in archive/{segment:06d}.bin; nothing was changed (see "
+                    f"`capsule-edge study verify {self.folder}`)"
+                )
+        tail = [(n, p) for n, p in archive.segments(self.archive_dir) if n >= segment]
+        cut: list[Scanned] = []
+        for number, path in tail:
+            size = path.stat().st_size
+            for item in archive.scan(self.archive_dir, number, end if number == segment else 0):
+                if isinstance(item, Scanned):
+                    cut.append(item)
+                elif item.offset + item.length < size:
+                    raise StudyError(
+                        f"{path}: {item.what} at byte {item.offset}, after the last committed "
+                        f"frame; nothing was changed"
+                    )
+                # else: a record torn by the crash, the segment's last bytes
+        keys = [(s.record.session, s.record.index) for s in cut]
+        known = [k for k in keys if self._has_committed(*k)]
+        if known or len(cut) > MAX_COMMIT_FRAMES:
+            raise StudyError(
+                f"{self.folder}: archive/ holds {len(cut)} records after the database's last "
+                f"frame{f', {len(known)} of frames it has' if known else ''}: the database "
+                f"is older than the archive; nothing was changed; `capsule-edge study "
+                f"rebuild {self.folder}` recovers the index"
+            )
+        for number, path in tail:
+            size = path.stat().st_size
+            if number > segment:
+                path.unlink()
+            elif size > end:
+                with open(path, "r+b") as f:
+                    f.truncate(end)
+                    os.fsync(f.fileno())
+            else:
+                continue
+            log.warning(
+                "%s: cut %d bytes never committed (%d frame records, never acknowledged)",
+                path,
+                size - (end if number == segment else 0),
+                sum(1 for s in cut if s.segment == number),
+            )
+        return segment
+
+    # --- frames ----------------------------------------------------------------------
+
+    def _has_committed(self, session: int, index: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM frames WHERE session = ? AND idx = ?", (session, index)
+        ).fetchone()
+        return row is not None
+
+    def has(self, session: int, index: int) -> bool:
+        return (session, index) in self._pending_keys or self._has_committed(session, index)
+
+    def add(
+        self,
+        session: int,
+        index: int,
+        data: bytes,
+        codec: int,
+        timestamp_us: int,
+        *,
+        width: int = 0,
+        height: int = 0,
+        received_us: int = 0,
+        origin: str | None = None,
+    ) -> FrameRef | None:
+        """Queue a frame for the next ``commit``; None if the study already has it."""
+        if self.has(session, index):
+            return None
+        crc = archive.crc(data)
+        record = Record(session, index, timestamp_us, len(data), codec, width, height, crc, origin)
+        segment, offset = self._appender.append(record, data)
+        row = (session, index, segment, offset, len(data), codec, timestamp_us, width, height)
+        self._pending.append((*row, received_us, crc, origin))
+        self._pending_keys.add((session, index))
+        return FrameRef(session, index, segment, offset, len(data), codec, width, height, crc)
+
+    def settle(self, session: int, index: int, outcome: str, reason: str | None) -> None:
+        """Queue a ledger outcome for the next ``commit`` (the first one recorded stays)."""
+        self._pending_ledger.append((session, index, outcome, reason))
+
+    def add_inference(
+        self,
+        session: int,
+        index: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        inferred_ms: float | None = None,
+        findings: tuple[Finding, ...] | list[Finding] = (),
+    ) -> None:
+        """Queue a frame's inference outcome and findings (replacing earlier ones)."""
+        self._outcomes.append((session, index, status, reason, inferred_ms))
+        for f in findings:
+            x0, y0, x1, y1 = f.box if f.box is not None else (None, None, None, None)
+            self._findings.append((session, index, f.model, f.label, f.score, x0, y0, x1, y1))
+
+    @property
+    def frames_pending(self) -> int:
+        return len(self._pending)
+
+    def commit(self, *, durable: bool = True) -> list[tuple[int, int]]:
+        """Make everything queued durable; returns the frames' (session, index).
+        ``durable=False`` (findings only: they can be inferred again) skips the fsync."""
+        if not (self._pending or self._pending_ledger or self._outcomes):
+            return []
+        if self._pending:
+            self._appender.sync()
+            durable = True
+        db = self.db
+        if not durable:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with db:
+                db.execute("BEGIN")
+                db.executemany(
+                    f"INSERT INTO frames ({schema.FRAME_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    self._pending,
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?, ?)", self._pending_ledger
+                )
+                keys = [(s, i) for s, i, *_ in self._outcomes]
+                db.executemany("DELETE FROM findings WHERE session = ? AND idx = ?", keys)
+                db.executemany(
+                    "INSERT OR REPLACE INTO inference VALUES (?, ?, ?, ?, ?)", self._outcomes
+                )
+                db.executemany(
+                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._findings
+                )
+        finally:
+            if not durable:
+                db.execute("PRAGMA synchronous=FULL")
+        self.check_still_there()
+        self._pending_ledger.clear()
+        self._outcomes.clear()
+        self._findings.clear()
+        done = [(int(p[0]), int(p[1])) for p in self._pending]  # type: ignore[call-overload]
+        self._pending.clear()
+        self._pending_keys.clear()
+        return done
+
+    def check_still_there(self) -> None:
+        """StorageError if the study folder was removed or replaced while open: what
+        was just written went to files nobody can find."""
+        if _identity(self.db_path) != self._db_id or not self._appender.same_file():
+            raise StorageError(
+                f"{self.folder}: the study folder was removed or replaced while the study ran"
+            )
+
+    def ref(self, session: int, index: int) -> FrameRef:
+        row = self.db.execute(
+            "SELECT segment, offset, length, codec, width, height, crc FROM frames "
+            "WHERE session = ? AND idx = ?",
+            (session, index),
+        ).fetchone()
+        if row is None:
+            raise KeyError((session, index))
+        return FrameRef(session, index, *row)
+
+    def read(self, session: int, index: int) -> StoredFrame:
+        row = self.db.execute(
+            "SELECT segment, offset, length, codec, timestamp_us, width, height, crc, origin "
+            "FROM frames WHERE session = ? AND idx = ?",
+            (session, index),
+        ).fetchone()
+        if row is None:
+            raise KeyError((session, index))
+        segment, offset, length, codec, stamp, width, height, crc, origin = row
+        ref = FrameRef(session, index, segment, offset, length, codec, width, height, crc)
+        data = read_frame(self.reader, ref)
+        return StoredFrame(session, index, codec, stamp, data, width, height, origin)
+
+    def frames(self) -> Iterator[tuple[int, int]]:
+        yield from self.db.execute("SELECT session, idx FROM frames ORDER BY session, idx")
+
+    def origins(self, session: int) -> dict[str, tuple[int, int]]:
+        """A folder session's frames: relative path -> (index, CRC) of its latest copy."""
+        out: dict[str, tuple[int, int]] = {}
+        for origin, index, crc in self.db.execute(
+            "SELECT origin, idx, crc FROM frames WHERE session = ? AND origin IS NOT NULL "
+            "ORDER BY idx",
+            (session,),
+        ):
+            out[origin] = (int(index), int(crc))
+        return out
+
+    def sessions(self) -> list[int]:
+        return [int(s) for (s,) in self.db.execute("SELECT DISTINCT session FROM frames")]
+
+    def uninferred_count(self) -> int:
+        return int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM frames f LEFT JOIN inference i "
+                "ON i.session = f.session AND i.idx = f.idx WHERE i.status IS NULL"
+            ).fetchone()[0]
+        )
+
+    # --- runs ------------------------------------------------------------------------
+
+    def record_link_stats(self, time_us: int, stats_json: str) -> None:
+        self.db.execute("INSERT INTO link_stats VALUES (?, ?)", (time_us, stats_json))
+
+    def start_run(self, started_us: int, source: str, settings_json: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (started_us, source, settings) VALUES (?, ?, ?)",
+            (started_us, source, settings_json),
+        )
+        return int(cur.lastrowid or 0)
+
+    def stop_run(self, run: int, stopped_us: int, summary_json: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET stopped_us = ?, summary = ? WHERE rowid = ?",
+            (stopped_us, summary_json, run),
+        )
+
+    # --- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._release()
+
+    def abandon(self) -> None:
+        """Close without committing (after a storage error): what was queued was never
+        acknowledged, and the next open cuts its bytes off."""
+        self._pending.clear()
+        self._pending_keys.clear()
+        self._release()
+
+    def _release(self) -> None:
+        # After a storage error a buffer may not be writable: exactly what is given up.
+        with contextlib.suppress(OSError):
+            self._appender.close()
+        self.reader.close()
+        self.db.close()
+        self._lock.release()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.abandon()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _record_is_at(
+    reader: Reader,
+    segment: int,
+    offset: int,
+    session: int,
+    index: int,
+    length: int,
+    origin: str | None,
+) -> bool:
+    """Whether the record header before ``offset`` names this frame (a schema-0 header,
+    which has no CRC of its own, by its session, index and length)."""
+    try:
+        header = reader.header_at(segment, offset, origin)
+        if header is not None:
+            return (header.session, header.index, header.length) == (session, index, length)
+        if offset < archive.LEGACY_HEADER.size:
+            return False
+        raw = reader.read(segment, offset - archive.LEGACY_HEADER.size, archive.LEGACY_HEADER.size)
+    except OSError:
+        return False
+    magic, s, i, _, n = archive.LEGACY_HEADER.unpack(raw)
+    return (magic, s, i, n) == (archive.LEGACY_MAGIC, session, index, length)
