@@ -85,9 +85,13 @@ class Deferred:
         self.claimed: set[tuple[int, int]] = set()
         self._cursor = (0, 0)  # no deferred frame before this one
 
-    def claim(self, key: tuple[int, int]) -> None:
+    def claim(self, key: tuple[int, int]) -> bool:
+        """Hold ``key``; False if someone already does."""
         with self.lock:
+            if key in self.claimed:
+                return False
             self.claimed.add(key)
+            return True
 
     def release(self, key: tuple[int, int], *, deferred: bool = False) -> None:
         """``key`` is no longer held; ``deferred``: it went past without an outcome."""

@@ -198,11 +198,16 @@ class Runtime:
                 )
             )
         ledger = self._settled_ledger()
+        # Held before they are committed: a worker looking for deferred frames must not
+        # take one that is on its way into the backlog.
+        held = [self.deferred.claim((f.session, f.index)) for f in frames]
         refs = self.writer.store(new, ledger) if new or ledger else []
         for f in frames:
             self.source.confirm(f)
-        for f, ref in zip(frames, refs, strict=False):
+        for f, ref, mine in zip(frames, refs, held, strict=True):
             if ref is None:
+                if mine:
+                    self.deferred.release((f.session, f.index))
                 self.stats.count("duplicates")
                 continue
             self.stats.count("stored")
@@ -219,7 +224,6 @@ class Runtime:
         self.source.flush()
 
     def _enqueue(self, work: Work) -> None:
-        self.deferred.claim(work.key)
         skipped = self.backlog.put(work, live=not self.recording)
         if skipped is not None:
             self.deferred.release(skipped.key, deferred=True)
