@@ -5,6 +5,7 @@ defaults, resumes bigger than the backlog, a worker meeting the unexpected, a cl
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -208,3 +209,28 @@ def test_the_demo_stopped_with_ctrl_c_still_summarises(tmp_path: Path):
     assert stored and summary["frames_stored"] == stored
     assert summary["frames_not_inferred"] == stored - inferred  # left for a resume
     assert "demo: study in" in err
+
+
+def test_a_study_folder_removed_mid_study_stops_it_before_more_is_acknowledged(
+    tmp_path: Path,
+):
+    link, truth, study = tmp_path / "recorder.pty", tmp_path / "truth.json", tmp_path / "study"
+    sim = _popen(
+        *("simulate", "--pty", str(link), "--mucosa", "--count", "300", "--fps", "30"),
+        *("--log", str(truth), "--linger", "3"),
+    )
+    assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
+    run = _popen(
+        *("run", "--source", f"serial://{link}", "--study", str(study), "--jsonl"),
+        *CLASSIFIER_ONLY,
+    )
+    assert run.stdout is not None
+    for _ in range(10):
+        assert json.loads(run.stdout.readline())
+    shutil.rmtree(study)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 1, err
+    assert "removed or replaced" in err.strip().splitlines()[-1]
+    assert sim.wait(timeout=120) != 0  # the recorder was not told everything arrived
+    sent = json.loads(truth.read_text())["frames"]
+    assert len(sent) < 300  # it stopped sending once nothing more was acknowledged
