@@ -10,19 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.faults import Faults
-from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
-from firmware_bridge.recorder import Policy
-from firmware_bridge.simulator import (
-    Plan,
-    PtyWire,
-    Simulator,
-    SocketWire,
+from firmware_bridge.feeds import (
     folder_frames,
     mixed_frames,
     mucosa_frames,
     synthetic_frames,
     video_frames,
 )
+from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
+from firmware_bridge.recorder import Policy
+from firmware_bridge.simulator import Plan, PtyWire, Simulator, SocketWire
 
 
 def _indices(text: str) -> list[int]:
