@@ -7,6 +7,11 @@
    the same share counted from the bytes the simulator put on the wire.
 2. Parser throughput: frames streamed unthrottled; the host's time inside
    ``HostLink.receive`` (decode, CRCs, reassembly) per byte, and the end-to-end rate.
+3. Bit errors (``--ber``, default 1e-4) at the line rate, with retransmission: how long
+   the stream takes, and its longest stall (the longest wait between two frames
+   delivered: the recorder out of credit while a damaged frame waits to be asked for).
+
+    python -m benchmarks.link --only ber --ber-frames 100
 """
 
 from __future__ import annotations
@@ -60,10 +65,24 @@ def stream(count: int, size: int, *sim_args: str) -> dict[str, Any]:
             parse_s += time.perf_counter() - t0
 
         link.receive = timed  # type: ignore[method-assign]
+        stall = 0.0  # the longest wait for the next frame, from the start
+        no_credit = longest_no_credit = 0.0  # time the recorder had no credit left
+        started = time.perf_counter()
+        since: float | None = None
+        before = started
         while proc.poll() is None:
-            for frame in receiver.poll():
-                now = time.perf_counter()
+            frames = receiver.poll()
+            now = time.perf_counter()
+            if link.session is not None and link.credits == 0:
+                since = now if since is None else since
+                no_credit += now - before
+                longest_no_credit = max(longest_no_credit, now - since)
+            else:
+                since = None
+            before = now
+            for frame in frames:
                 first = first if first is not None else now
+                stall = max(stall, now - (last or started))
                 last = now
                 delivered += 1
                 link.confirm(frame)
@@ -79,6 +98,12 @@ def stream(count: int, size: int, *sim_args: str) -> dict[str, Any]:
         "sent_bytes": truth["bytes_sent"],
         "seconds": seconds,
         "parse_seconds": parse_s,
+        "longest_stall_s": stall,
+        "total_seconds": last - started if last else 0.0,
+        "no_credit_s": no_credit,
+        "longest_no_credit_s": longest_no_credit,
+        "ledger": dict(link.ledger.counts()),
+        "requests": link.counters["tx_nack"] + link.counters["tx_ack"],
     }
 
 
@@ -88,7 +113,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-frames", type=int, default=2000, help="frames for the fast run")
     p.add_argument("--size", type=int, default=30_000)
     p.add_argument("--baud", type=int, default=921_600)
+    p.add_argument("--ber", type=float, default=1e-4, help="bit-error rate of the third run")
+    p.add_argument("--ber-frames", type=int, default=100, help="frames for the bit-error run")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", choices=["line", "fast", "ber"], help="one run only")
     args = p.parse_args(argv)
+    if args.only in (None, "line"):
+        _line(args)
+    if args.only in (None, "fast"):
+        _fast(args)
+    if args.only in (None, "ber"):
+        _ber(args)
+    return 0
+
+
+def _ber(args: argparse.Namespace) -> None:
+    run = stream(
+        args.ber_frames,
+        args.size,
+        *("--fps", "0", "--baud", str(args.baud), "--ber", str(args.ber)),
+        *("--seed", str(args.seed)),
+    )
+    total = run["total_seconds"]
+    useful = run["frames"] * args.size / total if total else 0.0
+    print(
+        f"bit-error rate {args.ber:g} at {args.baud} baud, {run['frames']} frames of "
+        f"{args.size} bytes (seed {args.seed}):"
+    )
+    print(
+        f"  {total:.2f} s to the last frame, payload {useful / (args.baud / 10):.1%} of the "
+        f"line; longest wait for a frame {run['longest_stall_s']:.2f} s; recorder without "
+        f"credit {run['no_credit_s']:.2f} s in all, {run['longest_no_credit_s']:.2f} s at most"
+    )
+    print(f"  ledger {run['ledger']}, {run['requests']} ACK/NACKs sent")
+
+
+def _line(args: argparse.Namespace) -> None:
 
     line = stream(args.frames, args.size, "--fps", "0", "--baud", str(args.baud))
     byte_rate = args.baud / 10
@@ -101,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  payload delivered {useful:,.0f} bytes/s = {useful / byte_rate:.1%} of the line")
     print(f"  payload / bytes on the wire = {line['payload_bytes'] / line['sent_bytes']:.1%}")
 
+
+def _fast(args: argparse.Namespace) -> None:
     fast = stream(args.fast_frames, args.size, "--fps", "0")
     parse = fast["wire_bytes"] / fast["parse_seconds"] / 1e6 if fast["parse_seconds"] else 0.0
     end = fast["payload_bytes"] / fast["seconds"] / 1e6 if fast["seconds"] else 0.0
     print(f"unthrottled pty, {fast['frames']} frames of {args.size} bytes:")
     print(f"  host parser (decode, CRCs, reassembly) {parse:.0f} MB/s of wire bytes")
     print(f"  end to end (simulator encoding in another process) {end:.1f} MB/s of payload")
-    return 0
 
 
 if __name__ == "__main__":

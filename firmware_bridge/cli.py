@@ -10,19 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.faults import Faults
-from firmware_bridge.protocol import UART_MAX_CHUNK
-from firmware_bridge.recorder import Policy
-from firmware_bridge.simulator import (
-    Plan,
-    PtyWire,
-    Simulator,
-    SocketWire,
+from firmware_bridge.feeds import (
     folder_frames,
     mixed_frames,
     mucosa_frames,
     synthetic_frames,
     video_frames,
 )
+from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
+from firmware_bridge.recorder import Policy
+from firmware_bridge.simulator import Plan, PtyWire, Simulator, SocketWire
 
 
 def _indices(text: str) -> list[int]:
@@ -39,6 +36,16 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"a rate between 0 and 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, got {value}")
     return value
 
 
@@ -110,6 +117,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         policy=Policy(args.policy),
         session=args.session,
         log=args.log,
+        version=args.protocol,
     )
     try:
         sent = sim.run()
@@ -117,11 +125,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sent = sim.sent
     finally:
         wire.close()
+    if sim.gave_up:
+        print(f"capsule-edge: simulate: {sim.gave_up}", file=sys.stderr)
+        return 1
     summary: dict[str, Any] = {
         "frames_sent": len(sent),
         "bytes_on_wire": sim.injector.truth.bytes_sent,
         "damaged_frames": len(sim.injector.truth.damaged),
         "dropped": {r.session: len(r.drops) for r in sim.sessions},
+        "results": {r.session: dict(r.counters.results) for r in sim.sessions},
     }
     print(json.dumps(summary), file=sys.stderr)
     return 0
@@ -177,6 +189,18 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--reboot-at", type=_indices, default=[], help="reboot after these frames")
     s.add_argument("--stall-at", type=_indices, default=[], help="go quiet after these frames")
     s.add_argument("--stall-s", type=float, default=2.0, help="how long each stall lasts")
-    s.add_argument("--linger", type=float, default=5.0, help="seconds to wait for the host")
+    s.add_argument(
+        "--linger",
+        type=_seconds,
+        default=10.0,
+        help="give up (exit 1) after this many seconds without a word from the host",
+    )
+    s.add_argument(
+        "--protocol",
+        type=int,
+        choices=VERSIONS,
+        default=VERSION,
+        help=f"protocol version to speak (default {VERSION})",
+    )
     s.add_argument("--log", type=Path, help="write the ground truth (JSON) here")
     s.set_defaults(func=cmd_simulate)

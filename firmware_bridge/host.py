@@ -1,31 +1,36 @@
 """The host end of the recorder link, without I/O: bytes in, frames and replies out.
 
 ``receive(bytes)`` feeds the stream decoder; complete, CRC-checked frames queue up for
-``take()``; replies (HELLO_ACK, ACK, NACK) queue up for ``outgoing()``. The consumer
-``confirm()``s a frame once it has stored it, and only then does an ACK cover it: the
-recorder keeps every frame until the host has it safely.
+``take()``; replies (HELLO_ACK, ACK, NACK, CLASSES) queue up for ``outgoing()``. The
+consumer ``confirm()``s a frame once it has stored it, and only then does an ACK cover
+it: the recorder keeps every frame until the host has it safely. ``send_result`` sends
+a frame's findings (a RESULT with a status), ``set_classes`` the names of the class ids.
 
 Every frame index of a recorder session ends in the ledger as DELIVERED,
-DELIVERED_AFTER_RETRANSMIT, DROPPED(reason) or LOST(reason).
+DELIVERED_AFTER_RETRANSMIT, DROPPED(reason) or LOST(reason); a frame is DELIVERED once
+it waits for ``take()``, and it stays there (a recorder reboot does not discard it).
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
 
-from firmware_bridge.ledger import Ledger, LostReason, Outcome, SessionLedger
+from firmware_bridge.ledger import LedgerRangeError, LostReason, Outcome
 from firmware_bridge.protocol import (
+    ACK_RESULTS,
     CAP_RETRANSMIT,
-    COMPAT_RETRANSMIT,
+    CONTROL_PAYLOAD,
+    HB_NEED_CLASSES,
     MAX_CHUNK_LIMIT,
-    MAX_CHUNKS_PER_FRAME,
     MIN_CHUNK,
     NO_FRAME,
     UART_MAX_CHUNK,
-    Ack,
+    Classes,
+    ClassList,
     DropReason,
     Header,
+    Heartbeat,
     Hello,
     HelloAck,
     Message,
@@ -33,69 +38,18 @@ from firmware_bridge.protocol import (
     Meta,
     ProtocolError,
     Result,
-    bitmap,
-    crc32,
+    ResultStatus,
     encode,
 )
+from firmware_bridge.reception import MAX_ASKED, MAX_NACK_ROUNDS, ReceivedFrame, Reception
 from firmware_bridge.stream import LinkError, StreamDecoder
 
-CONTROL_PAYLOAD = 4096  # HELLO, META, ACK, DROP, RESULT all fit in this
-MAX_NACK_ROUNDS = 16  # then the host gives a frame up as LOST
+MAX_CAPACITY = 16384  # credits are a u16; the window of indices stays small
 _RX = {t: f"rx_{t.name.lower()}" for t in MessageType}
-MAX_ASKED = 32  # frames named in one ACK or NACK (its payload stays under CONTROL_PAYLOAD)
+__all__ = ["CONTROL_PAYLOAD", "MAX_ASKED", "MAX_NACK_ROUNDS", "HostLink", "ReceivedFrame"]
 
 
-@dataclass(frozen=True)
-class ReceivedFrame:
-    session: int
-    index: int
-    data: bytes
-    meta: Meta
-    timestamp_us: int
-    codec: int
-    retransmitted: bool
-
-
-@dataclass
-class _Open:
-    chunks: int = 0  # 0: not known yet
-    parts: dict[int, bytes] = field(default_factory=dict)
-    meta: Meta | None = None
-    timestamp_us: int = 0
-    codec: int = 0
-    retransmitted: bool = False
-    damage: str | None = None  # the worst thing seen happen to it
-    nack_rounds: int = 0
-    asked: set[int] = field(default_factory=set)  # pieces NACKed and not yet resent
-    size: int = 0  # payload bytes held
-    contiguous: int = 0  # every chunk below this index is held
-
-    def add(self, chunk: int, payload: bytes) -> None:
-        self.parts[chunk] = payload
-        self.size += len(payload)
-        while self.contiguous in self.parts:
-            self.contiguous += 1
-
-    def clear(self) -> None:
-        self.parts.clear()
-        self.meta = None
-        self.size = self.contiguous = 0
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.chunks) and self.meta is not None and self.contiguous >= self.chunks
-
-    def missing(self, below: int | None = None) -> list[int]:
-        """Missing pieces below ``below`` (default: all); piece ``chunks`` is the META."""
-        if not self.chunks:
-            return []
-        end = self.chunks if below is None else min(below, self.chunks)
-        gone = [i for i in range(self.contiguous, end) if i not in self.parts]
-        meta_wanted = self.meta is None and (below is None or below > self.chunks)
-        return gone + ([self.chunks] if meta_wanted else [])
-
-
-class HostLink:
+class HostLink(Reception):
     def __init__(
         self,
         *,
@@ -103,32 +57,29 @@ class HostLink:
         capacity: int = 64,
         retransmit: bool = True,
         max_frame: int = 4 << 20,
+        class_names: Sequence[str] | None = None,
+        box_class_names: Sequence[str] | None = None,
+        results: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 1 <= capacity <= MAX_CAPACITY:
+            raise ValueError(f"capacity {capacity}: from 1 to {MAX_CAPACITY} frames")
+        super().__init__(
+            capacity=capacity, retransmit=retransmit, max_frame=max_frame, chunk=chunk_size
+        )
         self.chunk_size = chunk_size
-        self.capacity = capacity  # frames beyond the last acknowledged one, at most
-        self.retransmit = retransmit  # what the host offers
-        self._resend = retransmit  # what this session does: both ends must support it
-        self.max_frame = max_frame
+        # True: the application sends one RESULT for every frame it takes (HELLO_ACK says so)
+        self.results = results
         self.decoder = StreamDecoder(max(chunk_size, CONTROL_PAYLOAD))
-        self.ledger = Ledger()
-        self.counters: Counter[str] = Counter()
-        self.errors: list[str] = []  # the last few typed errors, for a status line
-        self.session: int | None = None
         self.hello: Hello | None = None
-        self.negotiated_chunk = chunk_size
-        self._next = 0  # every index below this is settled
-        self._acked = 0  # every index below this is settled and, if delivered, confirmed
-        self._seen = -1  # highest index any message named
-        self._open: dict[int, _Open] = {}
-        self._asked_whole: set[int] = set()  # frames NACKed whole, nothing of them seen
-        self._whole_rounds: dict[int, int] = {}  # times such a frame was asked for
-        self._ready: deque[ReceivedFrame] = deque()
-        self._unconfirmed: set[int] = set()
-        self._out: list[bytes] = []
+        self._classes = (tuple(class_names or ()), tuple(box_class_names or ()))
+        self._clock = clock
+        self._heard: float | None = None  # when the session's recorder last spoke
 
     # --- input -------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
+        self._asks.batch += 1
         for event in self.decoder.feed(data):
             if isinstance(event, LinkError):
                 self._on_error(event)
@@ -159,15 +110,43 @@ class HostLink:
         return len(self._ready)
 
     def confirm(self, frame: ReceivedFrame) -> None:
-        """The consumer has the frame safely; an ACK may now cover it."""
+        """The consumer has the frame safely; an ACK may now cover it. A frame of an
+        earlier session (the recorder rebooted since) is acknowledged to nobody."""
         if frame.session == self.session and frame.index in self._unconfirmed:
             self._unconfirmed.discard(frame.index)
             self._advance()
             self._send_ack()
 
     def send_result(self, frame: ReceivedFrame, result: Result) -> None:
-        header = Header(MessageType.RESULT, session=frame.session, frame=frame.index)
-        self._out.append(encode(header, result.pack()))
+        """The findings for a frame, as a RESULT. Every frame taken should get exactly
+        one: ``Result(...)`` when inferred, ``Result.none(ResultStatus.UNDECODABLE)``,
+        ``.none(FAILED)`` or ``.none(SKIPPED)`` when not. Nothing is sent for a frame of
+        an earlier session (that recorder has rebooted), nor a non-OK status to a v1
+        recorder (v1 has no status)."""
+        if frame.session != self.session:
+            self.counters["results_unsent_old_session"] += 1
+            return
+        status = ResultStatus._value2member_map_.get(result.status)
+        if self.version < 2 and status is not ResultStatus.OK:
+            self.counters["results_unsent_v1"] += 1
+            return
+        header = Header(
+            MessageType.RESULT, session=frame.session, frame=frame.index, version=self.version
+        )
+        self._out.append(encode(header, result.pack(self.version)))
+        name = status.name.lower() if isinstance(status, ResultStatus) else str(result.status)
+        self.counters[f"tx_result_{name}"] += 1
+
+    def set_classes(
+        self, class_names: Sequence[str] | None = None, box_class_names: Sequence[str] | None = None
+    ) -> None:
+        """The names of RESULT's class ids and of the boxes' class ids. Sent (CLASSES)
+        after every HELLO_ACK of a v2 session, and now if a v2 session is running."""
+        self._classes = (tuple(class_names or ()), tuple(box_class_names or ()))
+        for kind, names in zip(ClassList, self._classes, strict=True):
+            Classes.split(kind, names)  # a list too long is an error now, not later
+        if self.session is not None:
+            self._send_classes()
 
     def held_bytes(self) -> int:
         """Frame bytes held in memory: open reassemblies, frames not yet taken, and the
@@ -186,42 +165,23 @@ class HostLink:
         return max(0, self._acked + self.capacity - (self._seen + 1))
 
     def status(self) -> dict[str, object]:
+        silent = None if self._heard is None else round(self._clock() - self._heard, 3)
         return {
             "session": self.session,
+            "version": self.version if self.session is not None else None,
             "chunk": self.negotiated_chunk,
             "settled_through": self._next - 1,
             "acked_through": self._acked - 1,
             "open_frames": len(self._open),
             "waiting": len(self._ready),
             "credits": self.credits,
+            "silent_s": silent,  # since the recorder last spoke (None: never)
             "ledger": dict(self.ledger.counts()),
             "link": dict(self.counters),
             "decoder_errors": dict(self.decoder.counters.errors),
         }
 
     # --- messages ----------------------------------------------------------------------
-
-    def _on_error(self, error: LinkError) -> None:
-        self.counters[f"error_{error.kind}"] += 1
-        self._note(f"{error.kind}: {error.message}")
-        h = error.header
-        if (
-            h is None
-            or self.session is None
-            or h.session != self.session
-            or h.type not in (MessageType.CHUNK, MessageType.META)
-        ):
-            return
-        if self._next <= h.frame <= self._next + self.capacity * 2:
-            entry = self._open.setdefault(h.frame, _Open())
-            entry.damage = (
-                LostReason.TRUNCATED.value
-                if error.kind == "truncated"
-                else (LostReason.CORRUPT.value)
-            )
-            if h.chunks and not entry.chunks and 0 < h.chunks <= MAX_CHUNKS_PER_FRAME:
-                entry.chunks = h.chunks
-            self._progress(h.frame)
 
     def _on_message(self, m: Message) -> None:
         h = m.header
@@ -232,9 +192,10 @@ class HostLink:
                 return
             if self.session is None or h.session != self.session:
                 self.counters["no_session"] += 1
-                # Ask the recorder to introduce itself (again).
-                self._out.append(encode(Header(MessageType.HEARTBEAT, session=0)))
+                # Ask the recorder to introduce itself (again), in the version it spoke.
+                self._out.append(encode(Header(MessageType.HEARTBEAT, version=h.version)))
                 return
+            self._heard = self._clock()
             if h.type == MessageType.CHUNK:
                 self._on_chunk(h, m.payload)
             elif h.type == MessageType.META:
@@ -244,9 +205,15 @@ class HostLink:
                 known = code in DropReason._value2member_map_
                 self._on_drop(h.frame, DropReason(code) if known else DropReason.OTHER)
             elif h.type == MessageType.HEARTBEAT:
-                self._on_heartbeat(int.from_bytes(m.payload[:4], "little"))
+                beat = Heartbeat.unpack(m.payload)
+                self._on_heartbeat(beat)
+                if beat.flags & HB_NEED_CLASSES:
+                    self._send_classes()
             else:
                 self.counters[f"unexpected_{h.type.name.lower()}"] += 1
+        except LedgerRangeError as exc:
+            self.counters["beyond_window"] += 1
+            self._note(str(exc))
         except (ProtocolError, ValueError) as exc:
             self.counters["bad_payload"] += 1
             self._note(f"{h.type.name} frame {h.frame}: {exc}")
@@ -256,268 +223,56 @@ class HostLink:
             self.counters["bad_hello"] += 1
             self._note("HELLO with session id 0 (reserved)")
             return
+        if hello.base >= NO_FRAME:
+            self.counters["bad_hello"] += 1
+            self._note(f"HELLO with base 0x{hello.base:08x} (reserved)")
+            return
         if self.session is not None and h.session != self.session:
-            # A new session: the recorder rebooted; what the old one had open is gone.
+            # A new session: the recorder rebooted. What the old one had open is gone;
+            # frames it delivered stay for take(), never to be acknowledged.
             old = self._ledger()
             old.known(self._seen + 1)
             for index in old.pending():
                 old.settle(index, Outcome.LOST, LostReason.RECORDER_RESET.value)
             self.counters["recorder_resets"] += 1
+            self.ledger.forget_if_empty(self.session)
             self._open.clear()
-            self._asked_whole.clear()
+            self._asks.clear()
             self._whole_rounds.clear()
             self._unconfirmed.clear()
-            self._ready.clear()
+        size = max(MIN_CHUNK, min(hello.max_chunk or self.chunk_size, self.chunk_size))
+        size = min(size, MAX_CHUNK_LIMIT)
         if h.session != self.session:
             # Start where the recorder stands: below ``base`` it holds nothing any more
             # (an earlier host instance acknowledged it).
             self._next = self._acked = hello.base
             self._seen = hello.base - 1
             self.ledger.session(h.session, start=hello.base)
-        self.session = h.session
-        self.hello = hello
-        self._resend = self.retransmit and bool(hello.capabilities & CAP_RETRANSMIT)
-        size = min(hello.max_chunk or self.chunk_size, self.chunk_size, MAX_CHUNK_LIMIT)
-        self.negotiated_chunk = max(MIN_CHUNK, size)
-        self.decoder.set_max_payload(max(self.negotiated_chunk, CONTROL_PAYLOAD))
-        self._ledger()
-        ack = HelloAck(self.negotiated_chunk, self.capacity, self._acked)
-        self._out.append(encode(Header(MessageType.HELLO_ACK, session=h.session), ack.pack()))
-
-    def _admissible(self, index: int) -> bool:
-        if index < self._next or self._ledger().outcome(index) != Outcome.PENDING:
-            self.counters["duplicates"] += 1
-            return False
-        if index >= self._limit():
-            self.counters["beyond_window"] += 1
-            return False
-        return True
-
-    def _limit(self) -> int:
-        """No sound recorder names a frame this far ahead of what is settled."""
-        return self._next + self.capacity * 2 + 64
-
-    def _on_chunk(self, h: Header, payload: bytes) -> None:
-        if not self._admissible(h.frame):
-            return
-        if not 0 < h.chunks <= MAX_CHUNKS_PER_FRAME or h.chunk >= h.chunks:
-            self.counters["bad_chunk_numbers"] += 1
-            return
-        entry = self._open.setdefault(h.frame, _Open())
-        if entry.chunks and entry.chunks != h.chunks:
-            self.counters["bad_chunk_numbers"] += 1
-            return
-        entry.chunks = h.chunks
-        if h.chunk in entry.parts:
-            self.counters["duplicate_chunks"] += 1
-            return
-        if len(payload) > self.negotiated_chunk:
-            self.counters["oversize_chunks"] += 1
-            entry.damage = LostReason.CORRUPT.value
-            return
-        if entry.size + len(payload) > self.max_frame:
-            self.counters["frame_too_large"] += 1
-            self._lose(h.frame, LostReason.CORRUPT)
-            return
-        entry.add(h.chunk, payload)
-        if entry.asked:
-            entry.asked.discard(h.chunk)
-        entry.retransmitted |= bool(h.compat & COMPAT_RETRANSMIT)
-        if (
-            h.chunk + 1 == entry.contiguous
-            and h.frame == self._seen
-            and len(self._open) == 1
-            and not entry.complete
-        ):
-            return  # the common case: the next chunk of the only open frame, nothing missing
-        self._progress(h.frame, h.chunk)
-
-    def _on_meta(self, h: Header, meta: Meta) -> None:
-        if not self._admissible(h.frame):
-            return
-        entry = self._open.setdefault(h.frame, _Open())
-        if entry.meta is not None:
-            self.counters["duplicate_chunks"] += 1
-            return
-        if meta.size > self.max_frame:
-            self.counters["frame_too_large"] += 1
-            self._lose(h.frame, LostReason.CORRUPT)
-            return
-        entry.meta, entry.timestamp_us, entry.codec = meta, h.timestamp_us, h.codec
-        if h.chunks and not entry.chunks and h.chunks <= MAX_CHUNKS_PER_FRAME:
-            entry.chunks = h.chunks
-        entry.retransmitted |= bool(h.compat & COMPAT_RETRANSMIT)
-        entry.asked.discard(entry.chunks)
-        self._progress(h.frame, entry.chunks or None)
-
-    def _on_drop(self, index: int, reason: DropReason) -> None:
-        if index >= self._limit():
-            self.counters["beyond_window"] += 1
-            return
-        self.counters["drops"] += 1
-        if self._ledger().settle(index, Outcome.DROPPED, reason.name.lower()):
-            self._open.pop(index, None)
-            self._seen = max(self._seen, index)
-            self._advance()
-            self._send_ack()
-
-    def _on_heartbeat(self, next_index: int) -> None:
-        """The recorder has sent every frame below ``next_index``."""
-        if next_index > self._limit():
-            self.counters["beyond_window"] += 1
-            return
-        self._seen = max(self._seen, next_index - 1)
-        if not self._resend:
-            for index in range(self._next, next_index):
-                self._close(index)
-            self._advance()
-        self._send_ack(missing=True)
-
-    # --- bookkeeping -------------------------------------------------------------------
-
-    def _progress(self, index: int, chunk: int | None = None) -> None:
-        """A message for ``index`` (chunk ``chunk``; the META counts as chunk ``chunks``)
-        arrived: finish what can be finished, and ask at once for what the in-order link
-        shows is missing. Each missing piece is asked for once here; the ACKs that answer
-        heartbeats ask again for whatever is still missing."""
-        entry = self._open.get(index)
-        if entry is not None and entry.complete:
-            self._complete(index, entry)
-        previous_seen, self._seen = self._seen, max(self._seen, index)
-        if not self._resend:
-            # Serial links keep order: once a later frame speaks, earlier ones are over.
-            for earlier in range(self._next, index):
-                self._close(earlier)
-            self._advance()
-            return
-        wanted: dict[int, tuple[int, bytes]] = {}
-        for earlier in range(max(self._next, previous_seen + 1), index):
-            if len(wanted) >= MAX_ASKED:
-                break
-            if earlier not in self._open and earlier not in self._asked_whole:
-                self._asked_whole.add(earlier)  # nothing of it arrived: ask for all of it
-                wanted[earlier] = (0, b"")
-        for earlier in sorted(k for k in self._open if k <= index):
-            if len(wanted) >= MAX_ASKED or _packed(wanted) > CONTROL_PAYLOAD - 600:
-                break
-            e = self._open[earlier]
-            if not e.chunks:
-                continue
-            limit = e.chunks + 1 if earlier < index else (chunk if chunk is not None else 0)
-            if e.contiguous >= min(limit, e.chunks) and (limit <= e.chunks or e.meta):
-                continue  # nothing missing below the limit
-            gone = [i for i in e.missing(limit) if i not in e.asked]
-            if gone:
-                e.asked.update(gone)
-                wanted[earlier] = (e.chunks + 1, bitmap(gone, e.chunks + 1))
-        if wanted:
-            self._send_nack(wanted)
-        self._advance()
-
-    def _complete(self, index: int, entry: _Open) -> None:
-        assert entry.meta is not None
-        data = b"".join(entry.parts[i] for i in range(entry.chunks))
-        if len(data) != entry.meta.size or crc32(data) != entry.meta.crc:
-            self.counters["frame_crc_errors"] += 1
-            if self._resend and entry.nack_rounds < MAX_NACK_ROUNDS:
+        elif size < self.negotiated_chunk:
+            # A smaller chunk size: the recorder chunks its window frames afresh.
+            for index, entry in self._open.items():
                 entry.clear()
-                entry.nack_rounds += 1
-                count = entry.chunks + 1
-                self._send_nack({index: (count, bitmap(list(range(count)), count))})
-            else:
-                self._lose(index, LostReason.FRAME_CRC)
+                entry.chunks = 0
+                self._asks.forget(index)
+        self.session = h.session
+        self.version = h.version
+        self.hello = hello
+        self._heard = self._clock()
+        self._resend = self.retransmit and bool(hello.capabilities & CAP_RETRANSMIT)
+        self.negotiated_chunk = size
+        self.decoder.set_max_payload(max(self.negotiated_chunk, CONTROL_PAYLOAD))
+        flags = ACK_RESULTS if self.results else 0
+        max_frame = min(self.max_frame, NO_FRAME)
+        ack = HelloAck(self.negotiated_chunk, self.capacity, self._acked, max_frame, flags)
+        header = Header(MessageType.HELLO_ACK, session=h.session, version=self.version)
+        self._out.append(encode(header, ack.pack(self.version)))
+        self._send_classes()
+
+    def _send_classes(self) -> None:
+        if self.version < 2 or self.session is None:
             return
-        outcome = Outcome.DELIVERED_AFTER_RETRANSMIT if entry.retransmitted else Outcome.DELIVERED
-        self._ledger().settle(index, outcome)
-        del self._open[index]
-        assert self.session is not None
-        self._ready.append(
-            ReceivedFrame(
-                self.session,
-                index,
-                data,
-                entry.meta,
-                entry.timestamp_us,
-                entry.codec,
-                entry.retransmitted,
-            )
-        )
-        self._unconfirmed.add(index)
-        self.counters["frames"] += 1
-
-    def _close(self, index: int) -> None:
-        """Without retransmission: the recorder is past ``index``; settle it."""
-        if self._ledger().outcome(index) != Outcome.PENDING:
-            return
-        entry = self._open.get(index)
-        if entry is None:
-            self._lose(index, LostReason.GAP)
-        elif entry.damage:
-            self._lose(index, LostReason(entry.damage))
-        else:
-            self._lose(index, LostReason.INCOMPLETE)
-
-    def _lose(self, index: int, reason: LostReason) -> None:
-        if self._ledger().settle(index, Outcome.LOST, reason.value):
-            self.counters[f"lost_{reason.value}"] += 1
-        self._open.pop(index, None)
-
-    def _advance(self) -> None:
-        ledger = self._ledger()
-        while self._next <= self._seen and ledger.outcome(self._next) != Outcome.PENDING:
-            self._asked_whole.discard(self._next)
-            self._whole_rounds.pop(self._next, None)
-            self._next += 1
-        while self._acked < self._next and self._acked not in self._unconfirmed:
-            self._acked += 1
-
-    def _ledger(self) -> SessionLedger:
-        assert self.session is not None
-        return self.ledger.session(self.session)
-
-    def _send_ack(self, missing: bool = False) -> None:
-        wanted: dict[int, tuple[int, bytes]] = {}
-        if missing and self._resend:
-            for index in range(self._next, self._seen + 1):
-                entry = self._open.get(index)
-                if self._ledger().outcome(index) != Outcome.PENDING:
-                    continue
-                if entry is None or not entry.chunks:
-                    rounds = self._whole_rounds.get(index, 0) + 1
-                    if rounds > MAX_NACK_ROUNDS:
-                        self._lose(index, LostReason.GAP)
-                        continue
-                    self._whole_rounds[index] = rounds
-                    self._asked_whole.add(index)
-                    wanted[index] = (0, b"")
-                else:
-                    entry.asked.clear()
-                    entry.nack_rounds += 1
-                    if entry.nack_rounds > MAX_NACK_ROUNDS:
-                        self._lose(index, LostReason(entry.damage or "incomplete"))
-                        continue
-                    count = entry.chunks + 1
-                    wanted[index] = (count, bitmap(entry.missing(), count))
-                if len(wanted) >= MAX_ASKED or _packed(wanted) > CONTROL_PAYLOAD - 600:
-                    break
-            self._advance()
-        # ``credits`` on the wire counts from ``highest``: frames below highest + 1 +
-        # capacity may be in flight, whatever has been sent of them already.
-        ack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.capacity, wanted)
-        header = Header(MessageType.ACK, session=self.session or 0)
-        self._out.append(encode(header, ack.pack()))
-        self.counters["tx_ack"] += 1
-
-    def _send_nack(self, wanted: dict[int, tuple[int, bytes]]) -> None:
-        nack = Ack(self._acked - 1 if self._acked else NO_FRAME, self.capacity, wanted)
-        header = Header(MessageType.NACK, session=self.session or 0)
-        self._out.append(encode(header, nack.pack()))
-        self.counters["tx_nack"] += 1
-
-    def _note(self, text: str) -> None:
-        self.errors.append(text)
-        del self.errors[:-20]
-
-
-def _packed(wanted: dict[int, tuple[int, bytes]]) -> int:
-    return sum(6 + len(bitmap) for _, bitmap in wanted.values())
+        header = Header(MessageType.CLASSES, session=self.session, version=self.version)
+        for kind, names in zip(ClassList, self._classes, strict=True):
+            for part in Classes.split(kind, names):
+                self._out.append(encode(header, part.pack()))
+                self.counters["tx_classes"] += 1

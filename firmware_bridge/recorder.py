@@ -14,13 +14,20 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from firmware_bridge.protocol import (
+    ACK_RESULTS,
     CAP_RETRANSMIT,
     COMPAT_RETRANSMIT,
+    HB_NEED_CLASSES,
+    MAX_CHUNKS_PER_FRAME,
     NO_FRAME,
     UART_MAX_CHUNK,
+    VERSION,
     Ack,
+    Classes,
+    ClassList,
     DropReason,
     Header,
+    Heartbeat,
     Hello,
     HelloAck,
     Message,
@@ -28,6 +35,7 @@ from firmware_bridge.protocol import (
     Meta,
     ProtocolError,
     Result,
+    ResultStatus,
     bits,
     crc32,
     encode,
@@ -68,6 +76,9 @@ class RecorderCounters:
     sent_frames: int = 0
     resent_chunks: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)  # RESULTs by status name
+    result_repeats: int = 0  # RESULTs for a frame that already had one
+    requests_ignored: int = 0  # asked for a piece already queued for resending
 
 
 class Recorder:
@@ -81,6 +92,7 @@ class Recorder:
         policy: Policy = Policy.WAIT,
         name: str = "capsule-edge simulator",
         retransmit: bool = True,
+        version: int = VERSION,
     ) -> None:
         self.session = session
         self.max_chunk = max_chunk
@@ -89,16 +101,22 @@ class Recorder:
         self.policy = policy
         self.name = name
         self.retransmit = retransmit
+        self.version = version  # the protocol version it speaks
         self.chunk_size = 0  # 0 until HELLO_ACK
         self.credits = 0
         self.acked_next = 0  # every index below this the host has
         self.counters = RecorderCounters()
         self.drops: dict[int, DropReason] = {}
         self.results: dict[int, Result] = {}  # findings the host sent back, by frame
+        self.max_frame = 0  # the host's largest frame (HELLO_ACK v2), 0: not said
+        self.host_sends_results = False  # HELLO_ACK flag: a RESULT for every frame
+        # class list -> names by class id (None: not received yet); absent: no CLASSES yet
+        self.classes: dict[int, list[str | None]] = {}
         self._next_index = 0
         self._queue: deque[CapturedFrame] = deque()
         self._window: OrderedDict[int, CapturedFrame] = OrderedDict()
         self._resend: deque[tuple[int, int | None]] = deque()  # (frame, chunk | None: all)
+        self._queued: set[tuple[int, int | None]] = set()  # what _resend holds
         self._pending_drops: deque[tuple[int, DropReason]] = deque()
         self._need_hello = True
 
@@ -146,14 +164,7 @@ class Recorder:
             return
         try:
             if h.type == MessageType.HELLO_ACK:
-                accepted = HelloAck.unpack(m.payload)
-                self.chunk_size = min(accepted.chunk_size, self.max_chunk)
-                self.credits = accepted.credits
-                self._release(accepted.resume)
-                self._need_hello = False
-                # After a reconnect everything still in the window goes again.
-                for index in self._window:
-                    self._resend.append((index, None))
+                self._on_hello_ack(HelloAck.unpack(m.payload, h.version))
             elif h.type in (MessageType.ACK, MessageType.NACK):
                 ack = Ack.unpack(m.payload)
                 self.credits = ack.credits
@@ -163,14 +174,76 @@ class Recorder:
                     return  # a recorder without retransmission only takes the credits
                 for index, (count, bitmap) in ack.missing.items():
                     if count == 0:
-                        self._resend.append((index, None))
+                        self._queue_resend(index, None)
                     else:
                         for chunk in bits(bitmap, count):
-                            self._resend.append((index, chunk))
+                            self._queue_resend(index, chunk)
             elif h.type == MessageType.RESULT:
-                self.results[h.frame] = Result.unpack(m.payload)
+                self._on_result(h.frame, Result.unpack(m.payload, h.version))
+            elif h.type == MessageType.CLASSES:
+                self._on_classes(Classes.unpack(m.payload))
         except ProtocolError:
             pass
+
+    def _on_hello_ack(self, accepted: HelloAck) -> None:
+        # max_chunk 0 means "the host's size": take it as it is.
+        size = accepted.chunk_size
+        self.chunk_size = size if not self.max_chunk else min(size, self.max_chunk)
+        self.credits = accepted.credits
+        self.max_frame = accepted.max_frame
+        self.host_sends_results = bool(accepted.flags & ACK_RESULTS)
+        self._release(accepted.resume)
+        self._need_hello = False
+        self.classes.clear()  # the host sends them again after every HELLO_ACK
+        # After a reconnect everything still in the window goes again, whole; a frame
+        # first sent with bigger chunks than the host now takes is chunked afresh.
+        for index, frame in list(self._window.items()):
+            if frame.chunk_size > self.chunk_size:
+                chunks = max(1, -(-len(frame.data) // self.chunk_size))
+                if chunks > MAX_CHUNKS_PER_FRAME:
+                    del self._window[index]
+                    self._drop(index, DropReason.TOO_LARGE)
+                    continue
+                frame.chunk_size, frame.chunks = self.chunk_size, chunks
+                self._queued = {k for k in self._queued if k[0] != index}
+                self._resend = deque(r for r in self._resend if r[0] != index)
+            self._queue_resend(index, None)
+
+    def _queue_resend(self, index: int, chunk: int | None) -> None:
+        """A request: queued once (a request for what is queued already is answered by
+        that resend)."""
+        if (index, chunk) in self._queued or (index, None) in self._queued:
+            self.counters.requests_ignored += 1
+            return
+        self._queued.add((index, chunk))
+        self._resend.append((index, chunk))
+
+    def _on_result(self, index: int, result: Result) -> None:
+        if index in self.results:
+            self.counters.result_repeats += 1
+        self.results[index] = result
+        known = ResultStatus._value2member_map_.get(result.status)
+        name = known.name.lower() if isinstance(known, ResultStatus) else f"status_{result.status}"
+        self.counters.results[name] += 1
+
+    def _on_classes(self, part: Classes) -> None:
+        if part.kind not in ClassList._value2member_map_:
+            return  # a list this recorder does not know
+        names = self.classes.get(part.kind)
+        if part.first == 0 or names is None or len(names) != part.total:
+            names = self.classes[part.kind] = [None] * part.total
+        names[part.first : part.first + len(part.names)] = part.names
+
+    @property
+    def classes_complete(self) -> bool:
+        """Both class lists received whole (v2; a v1 host sends none)."""
+        if self.version < 2:
+            return True
+        return all(kind in self.classes and None not in self.classes[kind] for kind in ClassList)
+
+    def class_name(self, kind: ClassList, class_id: int) -> str | None:
+        names = self.classes.get(kind) or []
+        return names[class_id] if class_id < len(names) else None
 
     def _release(self, below: int) -> None:
         self.acked_next = max(self.acked_next, below)
@@ -191,9 +264,8 @@ class Recorder:
         base = min([next(iter(self._window), self.next_unsent), *unreported])
         caps = CAP_RETRANSMIT if self.retransmit else 0
         payload = Hello(self.max_chunk, self.window, self.name, caps, base, self._next_index).pack()
-        return Outgoing(
-            encode(Header(MessageType.HELLO, session=self.session), payload), MessageType.HELLO
-        )
+        header = Header(MessageType.HELLO, session=self.session, version=self.version)
+        return Outgoing(encode(header, payload), MessageType.HELLO)
 
     @property
     def next_unsent(self) -> int:
@@ -201,8 +273,9 @@ class Recorder:
         return self._queue[0].index if self._queue else self._next_index
 
     def heartbeat(self) -> Outgoing:
-        header = Header(MessageType.HEARTBEAT, session=self.session)
-        payload = self.next_unsent.to_bytes(4, "little")
+        header = Header(MessageType.HEARTBEAT, session=self.session, version=self.version)
+        flags = 0 if self.classes_complete or self.chunk_size == 0 else HB_NEED_CLASSES
+        payload = Heartbeat(self.next_unsent, flags).pack(self.version)
         return Outgoing(encode(header, payload), MessageType.HEARTBEAT)
 
     @property
@@ -222,10 +295,13 @@ class Recorder:
         out: list[Outgoing] = []
         while self._pending_drops:
             index, reason = self._pending_drops.popleft()
-            header = Header(MessageType.DROP, session=self.session, frame=index)
+            header = Header(
+                MessageType.DROP, session=self.session, frame=index, version=self.version
+            )
             out.append(Outgoing(encode(header, bytes([reason])), MessageType.DROP, index))
         if self._resend:
             index, chunk = self._resend.popleft()
+            self._queued.discard((index, chunk))
             frame = self._window.get(index)
             if frame is None:
                 if index in self.drops:  # the DROP itself may have been lost: say it again
@@ -239,14 +315,20 @@ class Recorder:
                 out.append(self._message(frame, c, retransmit=True))
                 self.counters.resent_chunks += 1
             return out
-        if self._queue and self._may_send_new():
+        while self._queue and self._may_send_new():
             frame = self._queue.popleft()
             frame.chunk_size = self.chunk_size
             frame.chunks = max(1, -(-len(frame.data) // self.chunk_size))
+            too_large = self.max_frame and len(frame.data) > self.max_frame
+            if too_large or frame.chunks > MAX_CHUNKS_PER_FRAME:
+                # The host would give it up: say so instead of sending it.
+                self._drop(frame.index, DropReason.TOO_LARGE)
+                continue
             self._window[frame.index] = frame
             self.counters.sent_frames += 1
             for c in range(frame.chunks + 1):
                 out.append(self._message(frame, c if c < frame.chunks else frame.chunks))
+            break
         return out
 
     def _message(self, frame: CapturedFrame, chunk: int, retransmit: bool = False) -> Outgoing:
@@ -262,6 +344,7 @@ class Recorder:
                 timestamp_us=frame.timestamp_us,
                 codec=frame.codec,
                 compat=compat,
+                version=self.version,
             )
             return Outgoing(
                 encode(header, meta.pack()), MessageType.META, frame.index, None, retransmit
@@ -276,6 +359,7 @@ class Recorder:
             timestamp_us=frame.timestamp_us,
             codec=frame.codec,
             compat=compat,
+            version=self.version,
         )
         payload = frame.data[start : start + frame.chunk_size]
         return Outgoing(encode(header, payload), MessageType.CHUNK, frame.index, chunk, retransmit)

@@ -10,10 +10,8 @@ symlink is kept at LINK if given, which follows the pty across simulated unplugs
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
-import random
 import select
 import socket
 import time
@@ -24,7 +22,15 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware_bridge.faults import FaultInjector, Faults
-from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, Codec, MessageType, crc32
+from firmware_bridge.feeds import frame_bytes as frame_bytes  # re-exported for the tests
+from firmware_bridge.protocol import (
+    UART_MAX_CHUNK,
+    VERSION,
+    ClassList,
+    MessageType,
+    ResultStatus,
+    crc32,
+)
 from firmware_bridge.recorder import Outgoing, Policy, Recorder
 from firmware_bridge.stream import LinkError, StreamDecoder
 
@@ -137,83 +143,6 @@ class SocketWire:
         self._server.close()
 
 
-def synthetic_frames(size: int, seed: int) -> Iterator[tuple[bytes, int, int, int]]:
-    """Deterministic frame payloads: (bytes, codec, width, height); see ``frame_bytes``."""
-    index = 0
-    while True:
-        yield frame_bytes(seed, index, size), int(Codec.RAW_RGB), 0, 0
-        index += 1
-
-
-def frame_bytes(seed: int, index: int, size: int) -> bytes:
-    return random.Random(seed * 1_000_003 + index).randbytes(size)
-
-
-def folder_frames(folder: Path) -> Iterator[tuple[bytes, int, int, int]]:
-    """Encoded image files of a folder, in name order, as the recorder would send them."""
-    for path in sorted(folder.rglob("*")):
-        codec = CODEC_BY_SUFFIX.get(path.suffix.lower())
-        if codec is not None and path.is_file():
-            yield path.read_bytes(), int(codec), 0, 0
-
-
-def mixed_frames(folders: list[Path]) -> Iterator[tuple[bytes, int, int, int]]:
-    """The image files of several folders taken in turn (one from each), over and over:
-    a long stream from a few hundred files, every folder represented throughout."""
-    lists = [
-        [p for p in sorted(f.rglob("*")) if p.suffix.lower() in CODEC_BY_SUFFIX and p.is_file()]
-        for f in folders
-    ]
-    lists = [files for files in lists if files]
-    if not lists:
-        raise ValueError(f"no image files in {', '.join(map(str, folders))}")
-    for i in itertools.count():
-        files = lists[i % len(lists)]
-        path = files[(i // len(lists)) % len(files)]
-        yield path.read_bytes(), int(CODEC_BY_SUFFIX[path.suffix.lower()]), 0, 0
-
-
-def mucosa_frames(
-    seed: int, size: tuple[int, int] = (320, 320)
-) -> Iterator[tuple[bytes, int, int, int]]:
-    """Synthetic JPEG frames with the colours of mucosa: decodable pictures for a demo
-    where no real frames are at hand (``synthetic_frames`` are random bytes)."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    while True:
-        cx, cy = rng.uniform(0.3 * w, 0.7 * w), rng.uniform(0.3 * h, 0.7 * h)
-        shade = np.clip(1.2 - np.hypot(x - cx, y - cy) / (0.8 * w), 0.2, 1.0)
-        noise = rng.normal(0, 12, (h, w, 1)).astype(np.float32)
-        base = np.array([80, 90, 200], dtype=np.float32) * rng.uniform(0.7, 1.1, 3)  # BGR
-        frame = np.clip(shade[..., None] * base + noise, 0, 255).astype(np.uint8)
-        _, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        yield jpeg.tobytes(), int(Codec.JPEG), w, h
-
-
-def video_frames(path: Path, quality: int = 90) -> Iterator[tuple[bytes, int, int, int]]:
-    """The frames of a video file, JPEG-encoded as a recorder would send them."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"{path}: not a video OpenCV can read")
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok:
-                h, w = frame.shape[:2]
-                yield jpeg.tobytes(), int(Codec.JPEG), w, h
-    finally:
-        cap.release()
-
-
 @dataclass
 class Plan:
     """What the simulated study does besides sending frames."""
@@ -226,7 +155,10 @@ class Plan:
     stall_at: list[int] = field(default_factory=list)  # go quiet after these frames
     stall_s: float = 2.0  # for this long (it still listens)
     line_rate: float = 0.0  # bytes per second on the wire, 0: unlimited
-    linger_s: float = 5.0  # at the end, how long to wait without progress for the host
+    # How long to go on without hearing from the host (no HELLO_ACK, ACK, NACK, RESULT):
+    # then the recorder gives up (``Simulator.gave_up``). Also how long to wait, once
+    # everything is acknowledged, for RESULTs a host said it would send.
+    linger_s: float = 10.0
 
 
 @dataclass
@@ -250,18 +182,23 @@ class Simulator:
         policy: Policy = Policy.WAIT,
         session: int = 1,
         log: Path | None = None,
+        version: int = VERSION,
     ) -> None:
         self.wire = wire
         self.frames = frames
         self.plan = plan
         self.injector = FaultInjector(faults or Faults())
         self.chunk, self.window, self.policy = chunk, window, policy
+        self.version = version
         self.recorder = self._new_recorder(session)
         self.sessions = [self.recorder]
         self.log = log
         self.sent: list[FrameRecord] = []
         self._decoder = StreamDecoder(4096)
         self._stopped = False
+        self.gave_up: str | None = None  # why the run ended before its end, if it did
+        self._heard = time.monotonic()  # when the host last said anything
+        self._last_result = time.monotonic()
 
     def _new_recorder(self, session: int) -> Recorder:
         return Recorder(
@@ -270,6 +207,7 @@ class Simulator:
             window=self.window,
             policy=self.policy,
             retransmit=self.plan.retransmit,
+            version=self.version,
         )
 
     def stop(self) -> None:
@@ -280,6 +218,9 @@ class Simulator:
         for event in self._decoder.feed(data) if data else []:
             if isinstance(event, LinkError):
                 continue
+            self._heard = time.monotonic()
+            if event.type == MessageType.RESULT:
+                self._last_result = self._heard
             self.recorder.on_message(event)
 
     def _send(self, messages: list[Outgoing]) -> None:
@@ -300,10 +241,14 @@ class Simulator:
         last_hello = last_beat = 0.0
         unplug_at, reboot_at = set(plan.unplug_at), set(plan.reboot_at)
         stall_at = set(plan.stall_at)
-        last_progress = time.monotonic()
+        self._heard = time.monotonic()
         while not self._stopped:
             now = time.monotonic()
             rec = self.recorder
+            if now - self._heard > plan.linger_s:
+                # Nobody answers: a recorder would keep trying, a simulator gives up.
+                self.gave_up = self._why_give_up(now - self._heard)
+                break
             # Capture at the frame rate (or whenever there is room when unthrottled).
             while captured < plan.count and (
                 (plan.fps and now >= next_capture)
@@ -346,22 +291,40 @@ class Simulator:
                     until = time.monotonic() + plan.stall_s
                     while (left := until - time.monotonic()) > 0:
                         self._pump_replies(left)
-                last_progress = now
+                    self._heard = max(self._heard, time.monotonic())  # quiet by choice
                 self._pump_replies(0.0)
                 continue
             if now - last_beat >= HEARTBEAT_S:
                 self._send([rec.heartbeat()])
                 last_beat = now
-            if captured >= plan.count and rec.idle:
+            if captured >= plan.count and rec.idle and self._results_done(now):
                 break
-            if captured >= plan.count and now - last_progress > plan.linger_s:
-                break  # the host has gone quiet: give up waiting for it
             wait = (next_capture - now) if plan.fps and captured < plan.count else HEARTBEAT_S
             self._pump_replies(max(0.0, min(wait, HEARTBEAT_S)))
         self._send([self.recorder.heartbeat()])
         if self.log is not None:
             self.write_log(self.log)
         return self.sent
+
+    def _results_done(self, now: float) -> bool:
+        """Every frame sent has its RESULT, if the host said it would send them; a
+        frame the host lost has none, so give up waiting linger_s after the last."""
+        rec = self.recorder
+        if not rec.host_sends_results or now - self._last_result > self.plan.linger_s:
+            return True
+        sent = {r.index for r in self.sent if r.session == rec.session}
+        return sent - set(rec.drops) <= set(rec.results)
+
+    def _why_give_up(self, silent: float) -> str:
+        rec = self.recorder
+        if rec.needs_hello or rec.chunk_size == 0:
+            waiting = "its HELLO is unanswered"
+        else:
+            waiting = (
+                f"{rec.unacknowledged} frames unacknowledged, {rec.queued} not yet sent, "
+                f"{self.plan.count - len(self.sent)} not yet captured"
+            )
+        return f"no reply from the host for {silent:.1f} s (--linger); giving up: {waiting}"
 
     def write_log(self, path: Path) -> None:
         truth = self.injector.truth
@@ -385,5 +348,24 @@ class Simulator:
                 for r in self.sessions
                 for i, res in sorted(r.results.items())
             },
+            # Per session: RESULTs by status, RESULTs for a frame that had one already,
+            # and the class names the host sent (by list: "frame", "box").
+            "result_status": {
+                f"{r.session}:{i}": _status_name(res.status)
+                for r in self.sessions
+                for i, res in sorted(r.results.items())
+            },
+            "result_counts": {r.session: dict(r.counters.results) for r in self.sessions},
+            "result_repeats": {r.session: r.counters.result_repeats for r in self.sessions},
+            "classes": {
+                r.session: {ClassList(k).name.lower(): v for k, v in r.classes.items()}
+                for r in self.sessions
+            },
+            "gave_up": self.gave_up,
         }
         path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+
+
+def _status_name(status: int) -> str:
+    known = ResultStatus._value2member_map_.get(status)
+    return known.name.lower() if isinstance(known, ResultStatus) else f"status_{status}"

@@ -94,7 +94,8 @@ class StreamDecoder:
             try:
                 message = decode_token(token, self.max_payload)
             except ProtocolError as exc:
-                events.append(self._fail(len(token), exc.kind, str(exc), exc.header))
+                header = exc.header if isinstance(exc.header, Header) else None
+                events.append(self._fail(len(token), exc.kind, str(exc), header))
                 continue
             counters.messages += 1
             events.append(message)

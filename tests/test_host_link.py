@@ -97,13 +97,13 @@ def test_a_lost_drop_is_said_again():
 def test_unknown_version_or_incompatible_flag_delivers_nothing():
     host = HostLink()
     hello = Hello(1024, 64, "future recorder").pack()
-    host.receive(encode(Header(MessageType.HELLO, session=9, version=2), hello))
+    host.receive(encode(Header(MessageType.HELLO, session=9, version=3), hello))
     host.receive(encode(Header(MessageType.HELLO, session=9, incompat=0x40), hello))
     chunk = Header(MessageType.CHUNK, session=9, frame=0, chunk=0, chunks=1, incompat=0x40)
     host.receive(encode(chunk, b"pixels"))
     assert host.session is None and host.take() is None
     assert host.counters["error_version"] == 1 and host.counters["error_incompat"] == 2
-    assert any("protocol version 2" in e for e in host.errors)
+    assert any("protocol version 3" in e for e in host.errors)
     assert any("unknown incompatible flags 0x40" in e for e in host.errors)
 
 

@@ -41,3 +41,23 @@ def test_running_counts_match_a_recount(start: int, steps: list[tuple]) -> None:
         else:
             ledger.settle(step[1], step[2], step[3])
     assert ledger.counts() == recount(ledger)
+
+
+@given(st.integers(0, 20), events, st.integers(0, 90))
+def test_settled_since_lists_what_is_settled_up_to_the_first_pending(
+    start: int, steps: list[tuple], since: int
+) -> None:
+    ledger = SessionLedger(1, start=start)
+    for step in steps:
+        if step[0] == "known":
+            ledger.known(step[1])
+        else:
+            ledger.settle(step[1], step[2], step[3])
+    expected = []
+    for index in range(max(since, start), ledger.end):
+        if ledger.outcome(index) == Outcome.PENDING:
+            break
+        expected.append((index, ledger.outcome(index), ledger.reasons.get(index)))
+    assert list(ledger.settled_since(since)) == expected
+    assert ledger.low == next(iter(ledger.pending()), ledger.end)
+    assert ledger.nbytes == ledger.end - start

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from firmware_bridge.host import HostLink, ReceivedFrame
 from firmware_bridge.ledger import Outcome
+from firmware_bridge.protocol import Result, ResultStatus
 from firmware_bridge.simulator import frame_bytes
 from firmware_bridge.transport import Receiver, SerialTransport
 
@@ -52,6 +54,8 @@ def run_link(
     capacity: int = 64,
     seed: int = 0,
     synthetic: bool = True,
+    results: Callable[[ReceivedFrame], Result] | None = None,
+    class_names: tuple[list[str], list[str]] | None = None,
 ) -> LinkRun:
     """Stream ``count`` synthetic frames from the simulator to a HostLink over a pty."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,9 @@ def run_link(
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == str(symlink)
-    link = HostLink(retransmit=retransmit, capacity=capacity)
+    link = HostLink(retransmit=retransmit, capacity=capacity, results=results is not None)
+    if class_names is not None:
+        link.set_classes(*class_names)
     run = LinkRun(link, Receiver(SerialTransport(str(symlink)), link), {})
     deadline = time.monotonic() + DEADLINE_S
     held: list[ReceivedFrame] = []
@@ -108,6 +114,11 @@ def run_link(
             if not stalled:
                 for frame in held:
                     link.confirm(frame)
+                run.receiver.flush()
+                # Findings come after the frames are stored and acknowledged, as in the
+                # runtime: the recorder waits for them.
+                for frame in held if results is not None else ():
+                    link.send_result(frame, results(frame))
                 held.clear()
             run.receiver.flush()
         # What the simulator sent last (its closing heartbeat) may still be in the pty.
@@ -242,6 +253,9 @@ def test_recorder_reboot_ends_the_old_sessions_open_frames(tmp_path: Path):
     run = run_link(tmp_path, "--fps", "0", "--reboot-at", "60", count=150)
     old = run.outcomes(1)
     assert old[60] == (Outcome.LOST, "recorder_reset")
+    # Every frame the old session's ledger calls delivered reached the application.
+    delivered = {i for i, (o, _) in old.items() if o == Outcome.DELIVERED}
+    assert delivered == {i for s, i in run.frames if s == 1}
     assert all(o in (Outcome.DELIVERED, Outcome.LOST) for o, _ in old.values())
     assert all(r == "recorder_reset" for o, r in old.values() if o == Outcome.LOST)
     new = run.outcomes(2)
@@ -336,3 +350,76 @@ def test_one_read_takes_every_byte_already_waiting_in_the_pty():
         transport.close()
         os.close(master)
         os.close(slave)
+
+
+def _status_for(frame: ReceivedFrame) -> Result:
+    status = ResultStatus(frame.index % 4)
+    if status is ResultStatus.OK:
+        return Result(1, 0.8, ((3, 4, 50, 60, 0.7, 0),))
+    return Result.none(status)
+
+
+def test_every_stored_frame_gets_exactly_one_result_with_its_status(tmp_path: Path):
+    names = (["mucosa", "polyp", "blood"], ["polyp"])
+    run = run_link(
+        tmp_path, "--fps", "0", count=60, size=5000, results=_status_for, class_names=names
+    )
+    truth = run.truth
+    assert len(run.frames) == 60
+    # The recorder heard one RESULT for each frame, with the status the host gave it.
+    assert truth["result_repeats"] == {"1": 0}
+    assert truth["result_counts"] == {
+        "1": {"ok": 15, "undecodable": 15, "failed": 15, "skipped": 15}
+    }
+    assert truth["result_status"] == {f"1:{i}": ResultStatus(i % 4).name.lower() for i in range(60)}
+    assert truth["classes"] == {"1": {"frame": names[0], "box": names[1]}}
+
+
+def test_bit_errors_at_1e_4_with_retransmission_lose_nothing(tmp_path: Path):
+    run = run_link(tmp_path, "--fps", "0", "--ber", "1e-4", count=100, seed=4)
+    assert run.corrupt == 0 and len(run.frames) == 100
+    assert {o for o, _ in run.outcomes().values()} <= {
+        Outcome.DELIVERED,
+        Outcome.DELIVERED_AFTER_RETRANSMIT,
+    }
+    assert run.link.decoder.counters.errors["crc"] > 100
+
+
+def test_simulate_with_nobody_on_the_pty_gives_up_after_linger(tmp_path: Path):
+    """Nobody opens the pty: the simulator must exit, non-zero, with one line."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "simulate",
+            "--pty",
+            str(tmp_path / "tty"),
+            "--count",
+            "5",
+            "--linger",
+            "1.5",
+            "--log",
+            str(tmp_path / "truth.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "no reply from the host for 1.5 s" in lines[0], err
+    assert "HELLO is unanswered" in lines[0]
+    assert out.strip() == str(tmp_path / "tty")
+    assert 1.5 <= elapsed < 25
+    assert (
+        json.loads((tmp_path / "truth.json").read_text())["gave_up"]
+        == lines[0].split("simulate: ")[1]
+    )

@@ -19,8 +19,11 @@ from firmware_bridge.protocol import (
     HEADER_SIZE,
     MAX_CHUNKS_PER_FRAME,
     Ack,
+    Classes,
+    ClassList,
     DropReason,
     Header,
+    Heartbeat,
     Hello,
     HelloAck,
     Message,
@@ -219,7 +222,11 @@ PAYLOADS: dict[MessageType, tuple[st.SearchStrategy, Callable, Callable]] = {
         Hello.pack,
         Hello.unpack,
     ),
-    MessageType.HELLO_ACK: (st.builds(HelloAck, U16, U16, U32), HelloAck.pack, HelloAck.unpack),
+    MessageType.HELLO_ACK: (
+        st.builds(HelloAck, U16, U16, U32, U32, U16),
+        HelloAck.pack,
+        HelloAck.unpack,
+    ),
     MessageType.CHUNK: (st.binary(max_size=1024), bytes, bytes),
     MessageType.META: (st.builds(Meta, U32, U32, U16, U16, U16, U16), Meta.pack, Meta.unpack),
     MessageType.ACK: (st.builds(Ack, U32, U16, open_frames()), Ack.pack, Ack.unpack),
@@ -229,15 +236,32 @@ PAYLOADS: dict[MessageType, tuple[st.SearchStrategy, Callable, Callable]] = {
         lambda r: protocol.DROP.pack(r),
         lambda p: DropReason(protocol.DROP.unpack(p)[0]),
     ),
-    MessageType.HEARTBEAT: (
-        U32,
-        lambda n: protocol.HEARTBEAT.pack(n),
-        lambda p: protocol.HEARTBEAT.unpack(p)[0],
-    ),
+    MessageType.HEARTBEAT: (st.builds(Heartbeat, U32, U8), Heartbeat.pack, Heartbeat.unpack),
     MessageType.RESULT: (
-        st.builds(Result, U16, confidence(), st.lists(boxes, max_size=8).map(tuple)),
+        st.builds(
+            Result,
+            U16,
+            confidence(),
+            st.lists(boxes | st.tuples(U16, U16, U16, U16, confidence(), U16), max_size=8).map(
+                tuple
+            ),
+            U8,
+        ),
         Result.pack,
         Result.unpack,
+    ),
+    MessageType.CLASSES: (
+        st.lists(st.text(max_size=20), max_size=40).flatmap(
+            lambda names: st.builds(
+                Classes,
+                st.sampled_from(ClassList),
+                st.just(len(names) + 3),
+                st.just(3),
+                st.just(tuple(names)),
+            )
+        ),
+        Classes.pack,
+        Classes.unpack,
     ),
 }
 
@@ -428,7 +452,7 @@ GOOD = Header(MessageType.HEARTBEAT, session=1, frame=2, chunk=3, chunks=4)
             "oversize",
         ),
         (raw_message(GOOD._replace(length=4097), b"abc"), "oversize"),
-        (raw_message(GOOD._replace(version=2), b""), "version"),
+        (raw_message(GOOD._replace(version=3), b""), "version"),
         (raw_message(GOOD._replace(version=0), b""), "version"),
         (raw_message(GOOD._replace(incompat=0x80), b""), "incompat"),
         (raw_message(GOOD._replace(incompat=0x01), b""), "incompat"),
@@ -441,7 +465,7 @@ GOOD = Header(MessageType.HEARTBEAT, session=1, frame=2, chunk=3, chunks=4)
     ids=[
         "length-4GiB",
         "length-max+1",
-        "version-2",
+        "version-3",
         "version-0",
         "incompat-0x80",
         "incompat-0x01",
