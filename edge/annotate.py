@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.errors import BadInputError
-from edge.frames import VIDEO_SUFFIXES
+from edge.frames import VIDEO_SUFFIXES, opencv_path
 from edge.preprocess import Image
 from edge.types import Detections
 
@@ -52,8 +52,17 @@ def draw(frame: Image, found: Detections) -> Image:
 
 
 def write_image(path: Path, frame: Image) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-        raise BadInputError(f"{path}: could not write the annotated image")
+    """Write an RGB frame, encoded by OpenCV but written by Python: any file name works
+    (OpenCV's own ``imwrite`` crashes on one that is not UTF-8)."""
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise BadInputError(f"{path}: could not encode the annotated image")
+    try:
+        path.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise BadInputError(
+            f"{path}: could not write the annotated image ({exc.strerror or exc})"
+        ) from None
 
 
 @dataclass
@@ -71,7 +80,7 @@ class VideoReader:
         self.path = path
         if not path.is_file():
             raise BadInputError(f"{path}: no such video file")
-        self._cap = cv2.VideoCapture(str(path))
+        self._cap = cv2.VideoCapture(opencv_path(path, "video"))
         if not self._cap.isOpened():
             raise BadInputError(f"{path}: not a video OpenCV can read")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS))
@@ -106,7 +115,8 @@ class VideoWriter:
         if self._writer is None:
             height, width = frame.shape[:2]
             fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            target = opencv_path(self.path, "video to write")
+            self._writer = cv2.VideoWriter(target, fourcc, self.fps, (width, height))
             if not self._writer.isOpened():
                 raise BadInputError(f"{self.path}: cannot write a video here")
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

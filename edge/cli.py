@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -145,8 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _keep_odd_names(*streams: object) -> None:
+    """Print a file name that is not UTF-8 as its own bytes (as ls does) instead of
+    failing on it with UnicodeEncodeError, whatever the locale."""
+    for stream in streams:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _keep_odd_names(sys.stdout, sys.stderr)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

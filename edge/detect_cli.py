@@ -124,21 +124,27 @@ def cmd_eval_detect(args: argparse.Namespace) -> int:
         )
     s = result.summary
     fp = s.fp_frames_per_100_background
+    aside = len(result.set_aside)
     print(
         f"{s.n_images} polyp frames ({s.n_boxes} boxes), {s.n_background} polyp-free frames, "
-        f"{len(result.skipped)} skipped\n"
+        f"{len(result.skipped)} skipped"
+        + (f", {aside} set aside (polyp images with no usable box)" if aside else "")
+        + "\n"
         f"mAP@0.5 {s.map50:.3f}  mAP@0.5:0.95 {s.map50_95:.3f}  "
         f"precision {s.precision:.3f}  recall {s.recall:.3f}  (at confidence {args.conf})"
         + (f"\nfalse-alarm frames per 100 polyp-free frames: {fp:.1f}" if fp is not None else "")
     )
     for skip in result.skipped:
         print(f"skipped {skip}", file=sys.stderr)
+    for skip in result.set_aside:
+        print(f"{skip}", file=sys.stderr)
     if args.json:
         doc: dict[str, Any] = {
             **s.as_dict(),
             "model": str(det.card.model_path),
             "backend": args.backend,
             "skipped": len(result.skipped),
+            "set_aside": len(result.set_aside),
         }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0 if s.n_images else 1

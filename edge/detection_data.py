@@ -3,8 +3,12 @@
 Kvasir-SEG: ``images/<id>.jpg`` and ``kavsir_bboxes.json`` ({id: {"height", "width",
 "bbox": [{"label", "xmin", "ymin", "xmax", "ymax"}]}}). YOLO (as LabelImg writes it):
 ``images/<name>.<ext>`` beside ``labels/<name>.txt`` with ``class cx cy w h`` in fractions
-of the image. Boxes are clipped to the image; a box with no area left is dropped and
-counted, never a crash. An image without boxes is a polyp-free (background) frame.
+of the image. Boxes are clipped to the image; a box with no area left (or a label line
+that cannot be read) is dropped and counted, never a crash. An image without boxes is a
+polyp-free (background) frame, but one whose every box was dropped is not: somebody
+marked a polyp there, so it is *set aside* (``DetectionDataset.set_aside``), neither a
+polyp frame, which has no box left to match, nor a polyp-free one, where a detection of
+that polyp would count as a false alarm.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class DetectionDataset:
     root: Path
     samples: list[DetectionSample]
     skipped: list[Skipped] = field(default_factory=list)  # unusable files and boxes
+    set_aside: list[Skipped] = field(default_factory=list)  # images whose every box went
 
     @property
     def n_boxes(self) -> int:
@@ -45,6 +50,14 @@ def _box(raw: dict[str, Any], width: float, height: float, where: str) -> BBox:
     except (KeyError, TypeError, ValueError):
         raise BadInputError(f"{where}: box is not {{xmin, ymin, xmax, ymax}}: {raw}") from None
     return box.clip(width, height)
+
+
+def _set_aside(path: Path, dropped: int, where: str) -> Skipped:
+    return Skipped(
+        str(path),
+        f"set aside: its {dropped} box(es) in {where} have no area or cannot be read, "
+        "so it is neither a polyp frame nor polyp-free",
+    )
 
 
 def load_kvasir_seg(root: str | Path) -> DetectionDataset:
@@ -64,6 +77,7 @@ def load_kvasir_seg(root: str | Path) -> DetectionDataset:
         raise BadInputError(f"{boxes_file}: expected an object keyed by image id")
     samples: list[DetectionSample] = []
     skipped: list[Skipped] = []
+    set_aside: list[Skipped] = []
     for path in sorted(p for p in images_dir.iterdir() if p.is_file()):
         if not is_image_file(path):
             skipped.append(Skipped(str(path), "not an image file (by its name)"))
@@ -75,17 +89,23 @@ def load_kvasir_seg(root: str | Path) -> DetectionDataset:
         where = f"{boxes_file} [{path.stem}]"
         width, height = float(entry.get("width", 1e9)), float(entry.get("height", 1e9))
         boxes, labels = [], []
-        for raw in entry.get("bbox", []):
+        entry_boxes = entry.get("bbox", [])
+        if not isinstance(entry_boxes, list):
+            raise BadInputError(f"{where}: bbox must be a list of boxes")
+        for raw in entry_boxes:
             box = _box(raw, width, height, where)
             if box.area <= 0:
                 skipped.append(Skipped(where, f"box with no area dropped: {raw}"))
                 continue
             boxes.append(box)
             labels.append(str(raw.get("label", "polyp")))
+        if entry_boxes and not boxes:
+            set_aside.append(_set_aside(path, len(entry_boxes), KVASIR_SEG_BOXES))
+            continue
         samples.append(DetectionSample(path, tuple(boxes), tuple(labels)))
     if not samples:
         raise BadInputError(f"{root}: no labelled images")
-    return DetectionDataset(root, samples, skipped)
+    return DetectionDataset(root, samples, skipped, set_aside)
 
 
 def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
@@ -97,6 +117,7 @@ def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
         raise BadInputError(f"{root}: no images/ folder (not a YOLO layout)")
     samples: list[DetectionSample] = []
     skipped: list[Skipped] = []
+    set_aside: list[Skipped] = []
     for path in sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_file(p)):
         try:
             width, height = image_size(path)
@@ -106,6 +127,7 @@ def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
         label_file = labels_dir / (path.stem + ".txt")
         boxes, labels = [], []
         lines = label_file.read_text(encoding="utf-8").splitlines() if label_file.is_file() else []
+        dropped = 0
         for number, line in enumerate(lines, 1):
             where = f"{label_file}:{number}"
             parts = line.split()
@@ -115,11 +137,13 @@ def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
                 cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
             except (ValueError, TypeError):
                 skipped.append(Skipped(where, f"not 'class cx cy w h': {line!r}"))
+                dropped += 1
                 continue
             if len(parts) != 5 or not 0 <= cls < len(names):
                 skipped.append(
                     Skipped(where, f"not 'class cx cy w h' with a known class: {line!r}")
                 )
+                dropped += 1
                 continue
             box = BBox(
                 (cx - w / 2) * width,
@@ -129,10 +153,14 @@ def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:
             ).clip(width, height)
             if box.area <= 0:
                 skipped.append(Skipped(where, f"box with no area dropped: {line!r}"))
+                dropped += 1
                 continue
             boxes.append(box)
             labels.append(names[cls])
+        if dropped and not boxes:
+            set_aside.append(_set_aside(path, dropped, str(label_file)))
+            continue
         samples.append(DetectionSample(path, tuple(boxes), tuple(labels)))
     if not samples:
         raise BadInputError(f"{root}: no images")
-    return DetectionDataset(root, samples, skipped)
+    return DetectionDataset(root, samples, skipped, set_aside)

@@ -15,3 +15,9 @@ class ModelError(CapsuleEdgeError):
 
 class BackendUnavailableError(CapsuleEdgeError):
     """A backend whose package or library is not installed."""
+
+
+class OptionError(CapsuleEdgeError, ValueError):
+    """A backend option out of range, or one that the chosen backend does not take.
+
+    Also a ``ValueError``, as the options' checks raised before this class existed."""

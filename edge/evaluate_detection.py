@@ -1,7 +1,8 @@
 """Run a detector over labelled frames: the core of ``eval detect`` and of conversion.
 
 Frames come from a Kvasir-SEG (or YOLO-format) folder; any image there without a box is
-a polyp-free frame. Optionally, polyp-free frames also come from a HyperKvasir class
+a polyp-free frame, and one whose every box was unusable is set aside and counted (see
+``edge.detection_data``). Optionally, polyp-free frames also come from a HyperKvasir class
 tree (every class but ``polyps``). A split file restricts both to its validation side.
 """
 
@@ -36,6 +37,14 @@ class DetectionEval:
     frames: list[LabelledFrame]
     detections: list[Detections]
     skipped: list[Skipped] = field(default_factory=list)
+    set_aside: list[Skipped] = field(default_factory=list)  # polyp images with no usable box
+
+
+@dataclass
+class LabelledSet:
+    frames: list[LabelledFrame]
+    skipped: list[Skipped]
+    set_aside: list[Skipped]
 
 
 def load_detection_folder(root: Path) -> DetectionDataset:
@@ -50,7 +59,16 @@ def load_detection_folder(root: Path) -> DetectionDataset:
 def labelled_frames(
     data: Path, split: Path | None = None, background: Path | None = None, side: str = "val"
 ) -> tuple[list[LabelledFrame], list[Skipped]]:
-    """The frames to evaluate (or calibrate on, with ``side="train"``)."""
+    """The frames to evaluate (or calibrate on, with ``side="train"``); the images set
+    aside are among the skipped."""
+    chosen = labelled_set(data, split, background, side)
+    return chosen.frames, chosen.skipped + chosen.set_aside
+
+
+def labelled_set(
+    data: Path, split: Path | None = None, background: Path | None = None, side: str = "val"
+) -> LabelledSet:
+    """The frames to evaluate, what was skipped, and the polyp images set aside."""
     dataset = load_detection_folder(data)
     skipped = list(dataset.skipped)
     keys: set[str] | None = None
@@ -77,7 +95,10 @@ def labelled_frames(
                 continue
             if keys is None or sample.key(tree.root) in keys:
                 frames.append(LabelledFrame(sample.path, ()))
-    return frames, skipped
+    set_aside = [
+        s for s in dataset.set_aside if polyp_stems is None or Path(s.source).stem in polyp_stems
+    ]
+    return LabelledSet(frames, skipped, set_aside)
 
 
 def iter_images(
@@ -99,7 +120,8 @@ def evaluate_detector(
 ) -> DetectionEval:
     """mAP over every candidate above ``EVAL_CONF``; precision, recall and false-alarm
     frames at ``conf_threshold`` (the runtime's operating point)."""
-    frames, skipped = labelled_frames(data, split, background)
+    chosen = labelled_set(data, split, background)
+    frames, skipped = chosen.frames, chosen.skipped
     saved = detector.conf_threshold
     detector.conf_threshold = min(EVAL_CONF, conf_threshold)
     used: list[LabelledFrame] = []
@@ -112,4 +134,4 @@ def evaluate_detector(
         detector.conf_threshold = saved
     results = [ImageResult(f.truth, d.items) for f, d in zip(used, found, strict=True)]
     summary = summarise_detections(results, conf_threshold=conf_threshold)
-    return DetectionEval(summary, used, found, skipped)
+    return DetectionEval(summary, used, found, skipped, chosen.set_aside)

@@ -27,9 +27,26 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.errors import BadInputError
+
 PREPROCESSING_ID = "overlay-neutralise-v1"
 
 Image = npt.NDArray[np.uint8]
+
+# Frames with a side under this are refused, not classified: a 1x1 image scaled up to
+# the model's input is one flat colour, and the bundled classifier called that
+# impacted-stool with 0.934. 32 px is below any endoscope's frame and any crop worth a
+# finding, and the neutralisation's regions still cover whole pixels there.
+MIN_SIDE = 32
+
+
+def check_frame(image: Image) -> None:
+    """An RGB uint8 frame with both sides at least ``MIN_SIDE``, or an error."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 frame, got shape {image.shape} {image.dtype}")
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise BadInputError(f"frame is {width}x{height}, under the {MIN_SIDE} px minimum side")
 
 
 @dataclass(frozen=True)
@@ -103,8 +120,7 @@ _MASKS: dict[int, npt.NDArray[np.bool_]] = {}
 
 def prepare(image: Image, size: int) -> Image:
     """Neutralise overlays and resize an RGB uint8 frame to the model's ``size`` x ``size``."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 frame, got shape {image.shape} {image.dtype}")
+    check_frame(image)
     cropped = neutralise_overlays(image)
     small: Image = np.asarray(
         cv2.resize(cropped, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8
@@ -133,8 +149,7 @@ class Letterbox:
 
 def letterbox(image: Image, size: int) -> tuple[Image, Letterbox]:
     """Resize keeping the aspect ratio so the long side is ``size``; centre on grey."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 frame, got shape {image.shape} {image.dtype}")
+    check_frame(image)
     height, width = image.shape[:2]
     ratio = size / max(height, width)
     new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))

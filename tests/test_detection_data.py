@@ -47,9 +47,12 @@ def test_kvasir_seg_layout(tmp_path: Path):
     (tmp_path / "kavsir_bboxes.json").write_text(json.dumps(boxes))
     ds = load_kvasir_seg(tmp_path)
     by_name = {s.path.name: s for s in ds.samples}
-    assert set(by_name) == {"a.jpg", "b.jpg"}
+    # b.jpg's only box has no area: it is a polyp image without a usable box, set aside,
+    # not a polyp-free frame (where a detection of its polyp would be a false alarm).
+    assert set(by_name) == {"a.jpg"}
     assert by_name["a.jpg"].boxes == (BBox(5, 6, 30, 20), BBox(50, 10, 60, 40))
-    assert by_name["b.jpg"].boxes == ()
+    assert [Path(s.source).name for s in ds.set_aside] == ["b.jpg"]
+    assert "set aside" in ds.set_aside[0].reason
     reasons = sorted(s.reason for s in ds.skipped)
     assert any(r.startswith("box with no area dropped") for r in reasons)
     assert "no entry in kavsir_bboxes.json" in reasons
@@ -80,9 +83,20 @@ def test_yolo_layout(tmp_path: Path):
     by_name = {s.path.name: s for s in ds.samples}
     assert by_name["one.jpg"].boxes == (BBox(40, 15, 60, 35),)
     assert by_name["one.jpg"].labels == ("polyp",)
-    assert by_name["two.png"].boxes == () and by_name["bg.jpg"].boxes == ()
+    assert by_name["bg.jpg"].boxes == ()  # no label file: polyp-free
+    # Every line of two.txt is unusable: neither a polyp frame nor polyp-free.
+    assert "two.png" not in by_name
+    assert [Path(s.source).name for s in ds.set_aside] == ["two.png"]
     where = sorted(Path(s.source).name for s in ds.skipped)
     assert where == ["one.txt:3", "two.txt:1", "two.txt:2"]
+
+
+def test_an_empty_label_file_is_polyp_free(tmp_path: Path):
+    _frames(tmp_path / "images", ["bg.jpg"], size=(100, 50))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "bg.txt").write_text("\n")
+    ds = load_yolo(tmp_path, ["polyp"])
+    assert [s.boxes for s in ds.samples] == [()] and not ds.set_aside
 
 
 def test_real_kvasir_seg():

@@ -62,12 +62,12 @@ def test_grayscale_becomes_rgb(tmp_path: Path):
 
 def test_rgba_png_becomes_rgb(tmp_path: Path):
     path = tmp_path / "rgba.png"
-    bgra = np.zeros((30, 20, 4), dtype=np.uint8)
+    bgra = np.zeros((40, 32, 4), dtype=np.uint8)
     bgra[..., 2] = 250  # red in BGRA order
     bgra[..., 3] = 128
     cv2.imwrite(str(path), bgra)
     image = read_image(path)
-    assert image.shape == (30, 20, 3)
+    assert image.shape == (40, 32, 3)
     assert image[0, 0].tolist() == [250, 0, 0]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -39,7 +40,12 @@ def test_file_then_flags(tmp_path: Path):
         ("sorce = 'x'\n", "unknown key 'sorce'"),
         ("[detector]\nbackend = 'tensorrt'\n", "detector.backend must be one of"),
         ("[detector]\nthreds = 2\n", "unknown key detector.threds"),
-        ("[pipeline]\nbacklog = 0\n", "pipeline.backlog must be at least 1"),
+        ("[pipeline]\nbacklog = 0\n", "pipeline.backlog must be between 1 and 65536"),
+        ("[pipeline]\nbacklog = 1000000000\n", "pipeline.backlog must be between 1 and 65536"),
+        ("[link]\ncapacity = 0\n", "link.capacity must be between 1 and 1024"),
+        ("[link]\ncapacity = 100000\n", "link.capacity must be between 1 and 1024"),
+        ("[classifier]\nthreads = 100000\n", "classifier.threads must be between 0 and 256"),
+        ("[detector]\nthreads = -1\n", "detector.threads must be between 0 and 256"),
         ("[pipeline]\nbacklog = true\n", "pipeline.backlog must be a whole number"),
         ("[http]\nport = 70000\n", "http.port must be a port number"),
         ("[link]\nretransmit = 'yes'\n", "link.retransmit must be a bool"),
@@ -60,7 +66,7 @@ def test_bad_flags_and_missing_file(tmp_path: Path):
     ):
         load(None, {"detector.speed": 2})
     with pytest.raises(
-        BadInputError, match=re.escape("command line: detector.threads must be at least 0")
+        BadInputError, match=re.escape("command line: detector.threads must be between 0 and 256")
     ):
         load(None, {"detector.threads": -1})
     with pytest.raises(BadInputError, match="no such config file"):
@@ -91,3 +97,65 @@ def test_workers_chosen_for_the_source():
     assert choose_workers(auto, recording=True, cores=1)["pipeline.workers"] == 1
     fixed = load(None, {"pipeline.workers": 3})
     assert choose_workers(fixed, recording=True, cores=4) is fixed
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        (
+            '[classifier]\ndevice = "NPU"\n',
+            {},
+            "classifier.device = 'NPU': backend 'litert' does not take it (only openvino does)",
+        ),
+        (
+            '[classifier]\nprecision = "f16"\n',
+            {},
+            "classifier.precision = 'f16': backend 'litert' does not take it",
+        ),
+        (
+            '[detector]\nbackend = "openvino"\ndelegate = "libedgetpu.so.1"\n',
+            {},
+            "detector.delegate = 'libedgetpu.so.1': backend 'openvino' does not take it",
+        ),
+        (
+            '[detector]\nproviders = ["CUDAExecutionProvider"]\n',
+            {},
+            "detector.providers = ['CUDAExecutionProvider']: backend 'litert' does not take it",
+        ),
+        (  # a backend chosen on the command line meets a setting from the file
+            '[classifier]\ndelegate = "libedgetpu.so.1"\n',
+            {"classifier.backend": "onnxruntime"},
+            "classifier.delegate = 'libedgetpu.so.1': backend 'onnxruntime'",
+        ),
+    ],
+)
+def test_a_setting_the_backend_does_not_take_is_one_line(tmp_path: Path, text, overrides, message):
+    """LiteRT given device = "NPU" ran on the CPU and reported no fall-back."""
+    with pytest.raises(BadInputError, match=re.escape(message)) as info:
+        load(write(tmp_path, text), overrides)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path))
+
+
+def test_each_backend_takes_its_own_settings(tmp_path: Path):
+    config = load(
+        write(
+            tmp_path,
+            '[classifier]\nbackend = "openvino"\ndevice = "AUTO"\nprecision = "f16"\n'
+            '[detector]\nbackend = "litert"\ndelegate = ""\nthreads = 256\n',
+        )
+    )
+    from edge.backends import LiteRTOptions, OpenVINOOptions
+    from edge.runtime.models import _options, threads
+
+    assert _options(config, "classifier") == OpenVINOOptions(device="AUTO", precision="f16")
+    assert _options(config, "detector") == LiteRTOptions(threads=256)  # "" is no delegate
+    assert threads(load(None), "classifier") == (os.cpu_count() or 1)
+
+
+def test_run_with_a_setting_its_backend_does_not_take_stops_at_once(tmp_path: Path, capsys):
+    from edge.cli import main
+
+    path = write(tmp_path, '[classifier]\ndevice = "NPU"\nprecision = "f16"\n')
+    code = main(["run", "--config", str(path), "--source", f"dir://{tmp_path}", "--no-http"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "backend 'litert' does not take it" in err

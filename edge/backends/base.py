@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.backends.options import BackendOptions
+
 Tensor = npt.NDArray[np.generic]
+
+__all__ = ["Backend", "BackendOptions", "Quantization", "Tensor", "TensorSpec", "warmup"]
 
 
 @dataclass(frozen=True)
@@ -26,25 +30,6 @@ class TensorSpec:
     shape: tuple[int, ...]  # -1 for a dynamic dimension
     dtype: np.dtype[np.generic]
     quantization: Quantization | None = None
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    """What a user may choose about a backend, validated without doing any I/O."""
-
-    threads: int | None = None  # None: the backend's default
-    device: str = "CPU"  # OpenVINO device: CPU, GPU, NPU, AUTO...
-    precision: str = "f32"  # OpenVINO inference precision hint (it defaults to bf16 on some CPUs)
-    delegate: str | None = None  # LiteRT delegate library, e.g. libedgetpu.so.1
-    providers: tuple[str, ...] = field(default=("CPUExecutionProvider",))  # ONNX Runtime
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
-        if self.precision not in ("f32", "f16", "bf16"):
-            raise ValueError(f"precision must be f32, f16 or bf16, got {self.precision!r}")
-        if not self.providers:
-            raise ValueError("providers must name at least one ONNX Runtime provider")
 
 
 class Backend(Protocol):

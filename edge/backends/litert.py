@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.backends.base import BackendOptions, Quantization, Tensor, TensorSpec
+from edge.backends.base import Quantization, Tensor, TensorSpec
+from edge.backends.options import LiteRTOptions
 from edge.errors import BackendUnavailableError, ModelError
 
 
@@ -67,30 +69,54 @@ class LiteRTBackend:
         self._interpreter = None
 
 
-def open(model_path: Path, options: BackendOptions, *, install: str) -> LiteRTBackend:
+def _load_delegate(interpreter_module: Any, library: str) -> Any:
+    """The delegate in ``library``, or ``BackendUnavailableError``.
+
+    The library is opened with ctypes first: LiteRT's own ``Delegate`` leaves a half-built
+    object behind when the library is missing or is not a delegate, and its ``__del__``
+    then prints a traceback of its own after our message."""
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"LiteRT delegate {library!r} could not be loaded: {exc}"
+        ) from None
+    missing = [s for s in _DELEGATE_SYMBOLS if not hasattr(lib, s)]
+    if missing:
+        raise BackendUnavailableError(
+            f"LiteRT delegate {library!r} is not a delegate library (no {', '.join(missing)})"
+        )
+    try:
+        return interpreter_module.load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendUnavailableError(
+            f"LiteRT delegate {library!r} could not be loaded: {reason}"
+        ) from None
+
+
+_DELEGATE_SYMBOLS = ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate")
+
+
+def open(model_path: Path, options: LiteRTOptions, *, install: str) -> LiteRTBackend:
     interpreter_module = _interpreter_module(install)
-    delegates = []
-    if options.delegate:
-        try:
-            delegates.append(interpreter_module.load_delegate(options.delegate))
-        except (ValueError, OSError) as exc:
-            raise BackendUnavailableError(
-                f"LiteRT delegate {options.delegate!r} could not be loaded: {exc}"
-            ) from None
+    threads = options.thread_count
+    delegates = [_load_delegate(interpreter_module, options.delegate)] if options.delegate else []
     try:
         interpreter = interpreter_module.Interpreter(
             model_path=str(model_path),
-            num_threads=options.threads,
+            num_threads=threads,
             experimental_delegates=delegates or None,
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{model_path}: LiteRT cannot load it ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{model_path}: LiteRT cannot load it ({first})") from None
     if not options.delegate:
         return LiteRTBackend(interpreter)
     # A delegate that loads may still take no part of the graph (an Edge TPU with a
     # model not compiled for it): the plan then looks as it does without the delegate.
-    plain = interpreter_module.Interpreter(model_path=str(model_path), num_threads=options.threads)
+    plain = interpreter_module.Interpreter(model_path=str(model_path), num_threads=threads)
     plain.allocate_tensors()
     took_nothing = _plan(interpreter) == _plan(plain)
     fallback = (

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import BackendOptions, Tensor, TensorSpec
+from edge.backends.base import Tensor, TensorSpec
+from edge.backends.options import OnnxRuntimeOptions
 from edge.errors import BackendUnavailableError, ModelError
 
 _ONNX_TYPES = {
@@ -59,7 +60,7 @@ class OnnxRuntimeBackend:
         self._session = None
 
 
-def open(model_path: Path, options: BackendOptions, *, install: str) -> OnnxRuntimeBackend:
+def open(model_path: Path, options: OnnxRuntimeOptions, *, install: str) -> OnnxRuntimeBackend:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -74,8 +75,7 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> OnnxRunt
             f"(available: {', '.join(sorted(available))})"
         )
     so = ort.SessionOptions()
-    if options.threads:
-        so.intra_op_num_threads = options.threads
+    so.intra_op_num_threads = options.thread_count
     try:
         session = ort.InferenceSession(str(model_path), so, providers=list(options.providers))
     except Exception as exc:  # onnxruntime raises its own unexported exception types

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import BackendOptions, Tensor, TensorSpec
+from edge.backends.base import Tensor, TensorSpec
+from edge.backends.options import OpenVINOOptions
 from edge.errors import BackendUnavailableError, ModelError
 
 
@@ -60,7 +61,7 @@ class OpenVINOBackend:
         self._compiled = None
 
 
-def open(model_path: Path, options: BackendOptions, *, install: str) -> OpenVINOBackend:
+def open(model_path: Path, options: OpenVINOOptions, *, install: str) -> OpenVINOBackend:
     try:
         import openvino as ov
     except ImportError:
@@ -70,10 +71,15 @@ def open(model_path: Path, options: BackendOptions, *, install: str) -> OpenVINO
     if options.device.split(".")[0] in ("CPU", "GPU"):
         # OpenVINO picks bf16 on CPUs that have it; say what we mean.
         config["INFERENCE_PRECISION_HINT"] = options.precision
-    if options.threads and options.device == "CPU":
-        config["INFERENCE_NUM_THREADS"] = options.threads
+    if options.device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = options.thread_count
     try:
-        model = core.read_model(str(model_path))
+        # The weights named explicitly: the .bin the card's checksum covered is the one read.
+        weights = model_path.with_suffix(".bin")
+        if model_path.suffix == ".xml" and weights.is_file():
+            model = core.read_model(str(model_path), str(weights))
+        else:
+            model = core.read_model(str(model_path))
         if any(p.get_partial_shape().is_dynamic for p in model.inputs):
             model.reshape({p.get_any_name(): _static(p) for p in model.inputs})
         compiled = core.compile_model(model, options.device, config)

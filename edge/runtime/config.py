@@ -10,17 +10,18 @@ bad value is a one-line error naming the key and the file.
     enabled = true
     model = ""              # "" = the bundled default for the backend
     backend = "litert"      # litert | openvino | onnxruntime
-    threads = 0             # 0 = every core
-    device = "CPU"          # OpenVINO: CPU, GPU, NPU, AUTO
-    delegate = ""           # LiteRT delegate library, e.g. libedgetpu.so.1
-    providers = []          # ONNX Runtime providers, e.g. ["CUDAExecutionProvider"]
-    precision = "f32"       # OpenVINO inference precision hint: f32 | f16 | bf16
+    threads = 0             # 0 = every core; at most 256
+    # Each backend takes only its own settings; one given to another backend is an error.
+    device = "CPU"          # OpenVINO only: CPU, GPU, NPU, AUTO
+    precision = "f32"       # OpenVINO only: inference precision hint f32 | f16 | bf16
+    delegate = ""           # LiteRT only: delegate library, e.g. libedgetpu.so.1
+    providers = []          # ONNX Runtime only: providers, e.g. ["CUDAExecutionProvider"]
     # [detector] only:
     conf = 0.25             # findings at or above this confidence
     iou = 0.45              # NMS overlap
 
     [pipeline]
-    backlog = 256           # frames stored but not yet inferred, at most
+    backlog = 256           # frames stored but not yet inferred, at most (1-65536)
     policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
     workers = 0             # frames inferred at once, each worker with its own models.
                             # 0 = chosen by source: 1 using every core for a live one
@@ -30,7 +31,7 @@ bad value is a one-line error naming the key and the file.
                             # what is left is inferred when the study is resumed
 
     [link]
-    capacity = 64           # frames the recorder may have beyond the last ACK
+    capacity = 64           # frames the recorder may have beyond the last ACK (1-1024)
     retransmit = true
     chunk = 0               # largest chunk accepted (bytes, 16-65535; the recorder may offer
                             # less); 0 = 1024 on serial and sockets, 16384 on USB
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.backends.options import MAX_THREADS, PRECISIONS, not_taken, settings_of
 from edge.backends.registry import BACKENDS
 from edge.errors import BadInputError
 from firmware_bridge.protocol import MAX_CHUNK_LIMIT, MIN_CHUNK
@@ -69,12 +71,20 @@ def _one_of(*allowed: str) -> Check:
     return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
 
 
-def _at_least(low: int) -> Check:
-    return lambda v: None if v >= low else f"must be at least {low}"
-
-
 def _between(low: float, high: float) -> Check:
     return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+# The settings that belong to one backend or another (threads belongs to all).
+BACKEND_SETTINGS = ("device", "precision", "delegate", "providers")
+# Frames waiting for inference. Each is held until inferred, so the bound keeps a typo
+# (backlog = 10000000) from becoming unbounded memory; 65536 frames is over half an hour
+# of a 30 frames/s recording.
+MAX_BACKLOG = 65536
+# Frames the recorder may send beyond the last ACK. The wire could say 65535 (the credits
+# are a u16), but every credit is a frame the host must be ready to hold while it is
+# assembled: 1024 frames of 100 kB are 100 MB, the most a Pi-sized device should risk.
+MAX_CAPACITY = 1024
 
 
 def _chunk(v: int) -> str | None:
@@ -101,11 +111,11 @@ MODEL_KEYS = {
     "enabled": Key(bool, True),
     "model": Key(str, ""),
     "backend": Key(str, "litert", _one_of(*sorted(BACKENDS))),
-    "threads": Key(int, 0, _at_least(0)),
+    "threads": Key(int, 0, _between(0, MAX_THREADS)),
     "device": Key(str, "CPU"),
     "delegate": Key(str, ""),
     "providers": Key(list, [], _strings),
-    "precision": Key(str, "f32", _one_of("f32", "f16", "bf16")),
+    "precision": Key(str, "f32", _one_of(*PRECISIONS)),
 }
 DETECTOR_KEYS = {
     **MODEL_KEYS,
@@ -118,13 +128,13 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
     "classifier": MODEL_KEYS,
     "detector": DETECTOR_KEYS,
     "pipeline": {
-        "backlog": Key(int, 256, _at_least(1)),
+        "backlog": Key(int, 256, _between(1, MAX_BACKLOG)),
         "policy": Key(str, "skip-oldest", _one_of("skip-oldest", "skip-newest")),
         "workers": Key(int, 0, _between(0, 64)),
         "drain_s": Key(float, 10.0, _between(0.0, 3600.0)),
     },
     "link": {
-        "capacity": Key(int, 64, _at_least(1)),
+        "capacity": Key(int, 64, _between(1, MAX_CAPACITY)),
         "retransmit": Key(bool, True),
         "chunk": Key(int, 0, _chunk),
     },
@@ -243,4 +253,22 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
             raise BadInputError(f"command line: unknown setting {dotted}")
         config.values[dotted] = _check(dotted, key, value, "command line")
         config.origin[dotted] = "command line"
+    _check_backend_settings(config)
     return config
+
+
+def _check_backend_settings(config: Config) -> None:
+    """A backend setting given for a model whose backend does not take it (LiteRT with
+    ``device = "NPU"``) is an error naming where it was given, not silently ignored."""
+    for role in ("classifier", "detector"):
+        backend = config[f"{role}.backend"]
+        for key in BACKEND_SETTINGS:
+            dotted = f"{role}.{key}"
+            value = config[dotted]
+            if config.origin[dotted] == "default" or value in ("", []):
+                continue
+            if key not in settings_of(backend):
+                raise BadInputError(
+                    f"{config.origin[dotted]}: {dotted} = {value!r}: {not_taken(backend, key)} "
+                    f"(it is the backend of [{role}])"
+                )

@@ -4,19 +4,18 @@ checked against its card's sha256, warmed up, and reporting where it really runs
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends import BackendOptions
+from edge.backends import BackendOptions, options_for, thread_count
 from edge.bundled import default_model
-from edge.errors import ModelError
+from edge.errors import ModelError, OptionError
 from edge.models.classifier import Classifier
 from edge.models.detector import Detector
 from edge.preprocess import Image
-from edge.runtime.config import Config
+from edge.runtime.config import BACKEND_SETTINGS, Config
 from edge.study.store import Finding
 from edge.types import Classification, Detections
 
@@ -44,24 +43,29 @@ class Inferred:
 
 
 def threads(config: Config, role: str) -> int:
-    """The inference threads of a model: ``threads = 0`` is every core. LiteRT's own
-    default is fewer (measured: YOLOv5s int8 at 256 px took 17.6 ms with it, 13.6 ms
-    with both cores of this machine)."""
-    return int(config[f"{role}.threads"]) or os.cpu_count() or 1
+    """The inference threads of a model: ``threads = 0`` is every core, decided by the
+    same function as for a model opened in code (``edge.backends.thread_count``)."""
+    return thread_count(int(config[f"{role}.threads"]))
 
 
 def _options(config: Config, role: str) -> BackendOptions:
-    providers = tuple(config[f"{role}.providers"])
+    """The options of the role's backend. Only the settings given (in the file or on the
+    command line) go to it, so one it does not take is an error, not silently ignored."""
+    backend = config[f"{role}.backend"]
+    given: dict[str, Any] = {"threads": config[f"{role}.threads"]}
+    for key in BACKEND_SETTINGS:
+        dotted = f"{role}.{key}"
+        value = config[dotted]
+        if config.origin[dotted] != "default" and value not in ("", []):
+            given[key] = tuple(value) if isinstance(value, list) else value
+
+    def label(key: str, value: Any) -> str:
+        return f"{key} = {value!r} ({config.origin[f'{role}.{key}']})"
+
     try:
-        return BackendOptions(
-            threads=threads(config, role),
-            device=config[f"{role}.device"],
-            precision=config[f"{role}.precision"],
-            delegate=config[f"{role}.delegate"] or None,
-            **({"providers": providers} if providers else {}),
-        )
-    except ValueError as exc:
-        raise ModelError(f"[{role}]: {exc}") from None
+        return options_for(backend, given, label)
+    except OptionError as exc:
+        raise ModelError(f"[{role}] {exc}") from None
 
 
 def _model_path(config: Config, role: str) -> Path:
@@ -133,6 +137,7 @@ class Models:
                     "name": model.card.name,
                     "file": str(model.card.model_path),
                     "sha256": model.card.sha256,
+                    "files": model.card.files,  # every file of the artefact, checked
                     "precision": model.card.precision,
                     "backend": model.backend.name,
                     "device": model.backend.device,
