@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from edge.errors import BadInputError
 from edge.runtime import config as settings
-from edge.runtime.http import StatsServer
+from edge.runtime.http import StatsServer, http_settings
 from edge.runtime.models import Models, threads
 from edge.runtime.pipeline import Runtime
 from edge.study.errors import StudyError
@@ -139,6 +139,8 @@ def run_study(
     announce = announce or sys.stderr  # looked up now: whatever stderr is at the call
     if not config["study"]:
         raise BadInputError('no study folder: give --study DIR or study = "..." in the config')
+    # Checked before anything opens; the token is taken out of config (never stored).
+    http = http_settings(config) if config["http.enabled"] else None
     # The source first: whether it is a recording decides how many workers to open.
     source = _open_source(config)
     closers: list[Any] = [source]
@@ -175,11 +177,9 @@ def run_study(
             recording=recording,
         )
         server = None
-        if config["http.enabled"]:
+        if http is not None:
             server = StatsServer(
-                lambda: runtime.stats.snapshot() | {"link": runtime.link_status},
-                config["http.address"],
-                config["http.port"],
+                lambda: runtime.stats.snapshot() | {"link": runtime.link_status}, http
             )
             closers.append(server)
         described = models.describe()

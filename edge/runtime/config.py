@@ -36,10 +36,15 @@ bad value is a one-line error naming the key and the file.
     chunk = 0               # largest chunk accepted (bytes, 16-65535; the recorder may offer
                             # less); 0 = 1024 on serial and sockets, 16384 on USB
 
-    [http]
+    [http]                  # GET /stats (JSON) and /metrics (Prometheus)
     enabled = true
-    address = "127.0.0.1"
+    address = "127.0.0.1"   # loopback; any other address needs a token
     port = 8321
+    token = ""              # requests then need "Authorization: Bearer <token>" (16+ chars)
+    token_file = ""         # or: a file holding the token (keep it out of the config)
+    max_connections = 32    # open at once; more are answered 503
+    timeout_s = 5.0         # a connection with nothing to answer this long is closed
+                            # (idle, or a request that never completes)
 
     [output]
     jsonl = false           # findings as JSON lines on stdout
@@ -142,6 +147,10 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
         "enabled": Key(bool, True),
         "address": Key(str, "127.0.0.1"),
         "port": Key(int, 8321, _port),
+        "token": Key(str, ""),
+        "token_file": Key(str, ""),
+        "max_connections": Key(int, 32, _between(1, 1024)),
+        "timeout_s": Key(float, 5.0, _between(0.1, 300.0)),
     },
     "output": {"jsonl": Key(bool, False)},
 }

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,31 +63,73 @@ def _round(value: float | None) -> float | None:
 
 
 class Rate:
-    """Events per second over the last ``window`` seconds."""
+    """Events per second over the last ``window`` seconds, from counts recorded as they
+    change (not when someone asks), so there is a figure from the second batch of events.
 
-    def __init__(self, window: float = 5.0) -> None:
+    Kept: the (time, count) of changes at least ``resolution`` apart, with one anchor at
+    or before the window's start, and the latest change. The rate is the count between
+    the anchor and the latest change over the time between them: before a window has
+    passed the anchor is the first event, so 159 frames stored in the first two seconds
+    read about 80/s, not 0. Once nothing has changed for ``hold`` seconds the time runs
+    to now instead, so a stalled stream reads falling, and 0 once a window has passed."""
+
+    def __init__(self, window: float = 5.0, resolution: float = 0.05, hold: float = 1.0) -> None:
         self.window = window
+        self.resolution = resolution
+        self.hold = hold
         self.samples: deque[tuple[float, int]] = deque()
+        self.last: tuple[float, int] | None = None
 
-    def update(self, now: float, count: int) -> float:
-        self.samples.append((now, count))
-        while len(self.samples) > 2 and now - self.samples[0][0] > self.window:
-            self.samples.popleft()
+    def record(self, now: float, count: int) -> None:
+        self.last = (now, count)
+        if not self.samples or now - self.samples[-1][0] >= self.resolution:
+            self.samples.append((now, count))
+        self._trim(now)
+
+    def value(self, now: float) -> float:
+        if self.last is None:
+            return 0.0
+        self._trim(now)
+        t_last, c_last = self.last
         t0, c0 = self.samples[0]
-        return (count - c0) / (now - t0) if now > t0 else 0.0
+        end = t_last if now - t_last <= self.hold else now
+        return (c_last - c0) / (end - t0) if end > t0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        start = now - self.window
+        while len(self.samples) > 1 and self.samples[1][0] <= start:
+            self.samples.popleft()
+
+
+class _Counters(Counter[str]):
+    """A Counter that tells each rate when its count changes, however it is changed
+    (``count()``, or ``counters[name] += n`` under the lock)."""
+
+    def __init__(self, rates: dict[str, Rate], clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._rates = rates
+        self._clock = clock
+
+    def __setitem__(self, key: str, value: int) -> None:
+        super().__setitem__(key, value)
+        rate = self._rates.get(key)
+        if rate is not None:
+            rate.record(self._clock(), value)
 
 
 class Stats:
     """Shared by the receiving and inference threads; every change under one lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
-        self.counters: Counter[str] = Counter()
+        self.clock = clock
+        # "stored" is the rate in, "inferred" the rate processed.
+        self._rates = {"stored": Rate(), "inferred": Rate()}
+        self.counters: Counter[str] = _Counters(self._rates, clock)
         self.latency = Distribution()  # frame fully received -> findings stored
         self.stages: dict[str, Distribution] = {}
-        self.started = time.monotonic()
+        self.started = clock()
         self.latest_class: tuple[str, float] | None = None
-        self._rates = {"in": Rate(), "processed": Rate()}
         self.gauges: dict[str, float] = {}
 
     def count(self, name: str, n: int = 1) -> None:
@@ -98,32 +141,40 @@ class Stats:
             self.stages.setdefault(name, Distribution()).add(ms)
 
     def rates(self) -> dict[str, float]:
-        now = time.monotonic()
         with self.lock:
+            now = self.clock()
             return {
-                "in": self._rates["in"].update(now, self.counters["stored"]),
-                "processed": self._rates["processed"].update(now, self.counters["inferred"]),
+                "in": self._rates["stored"].value(now),
+                "processed": self._rates["inferred"].value(now),
             }
 
     def snapshot(self) -> dict[str, Any]:
-        rates = self.rates()
+        """The live figures, as plain JSON-able values. The lock is held only to copy
+        them: the percentiles are computed after, so a reader costs the threads that
+        count next to nothing."""
         with self.lock:
-            return {
-                "uptime_s": round(time.monotonic() - self.started, 1),
-                "fps_in": round(rates["in"], 2),
-                "fps_processed": round(rates["processed"], 2),
-                "counters": dict(self.counters),
-                "latency_ms": {
-                    "p50": _round(self.latency.recent_percentile(50)),
-                    "p95": _round(self.latency.recent_percentile(95)),
-                },
-                "stage_ms": {
-                    name: {
-                        "p50": _round(d.recent_percentile(50)),
-                        "p95": _round(d.recent_percentile(95)),
-                    }
-                    for name, d in self.stages.items()
-                },
-                "gauges": dict(self.gauges),
-                "latest_class": self.latest_class,
-            }
+            now = self.clock()
+            fps_in = self._rates["stored"].value(now)
+            fps_processed = self._rates["inferred"].value(now)
+            counters = dict(self.counters)
+            latency = list(self.latency.recent)
+            stages = {name: list(d.recent) for name, d in self.stages.items()}
+            gauges = dict(self.gauges)
+            latest = self.latest_class
+        return {
+            "uptime_s": round(now - self.started, 1),
+            "fps_in": round(fps_in, 2),
+            "fps_processed": round(fps_processed, 2),
+            "counters": counters,
+            "latency_ms": _p50_p95(latency),
+            "stage_ms": {name: _p50_p95(values) for name, values in stages.items()},
+            "gauges": gauges,
+            "latest_class": latest,
+        }
+
+
+def _p50_p95(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None}
+    p50, p95 = np.percentile(np.asarray(values, dtype=float), [50, 95])
+    return {"p50": _round(float(p50)), "p95": _round(float(p95))}
