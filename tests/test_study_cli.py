@@ -363,4 +363,5 @@ def test_verify_reads_a_study_being_written_without_disturbing_it(tmp_path: Path
         assert study.commit() == [(1, 100)]  # the writer goes on as if nobody looked
     assert done.returncode == 0, done.stdout
     assert "1 record(s) after the database's last frame: being written by pid" in done.stdout
+    assert "note: read while pid" in done.stdout
     assert study_cli("verify", folder).stdout.startswith("ok: 6 frames")

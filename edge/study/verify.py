@@ -242,6 +242,10 @@ class _Merge:
 
     def finish(self) -> None:
         self.report.sessions = len(self.sessions)
+        if self.report.in_use is not None:
+            self.report.notes.append(
+                f"read while {self.report.in_use} writes it: what it had committed then"
+            )
         if self.in_flight:
             self.report.notes.append(
                 f"{self.in_flight} record(s) after the database's last frame: being written "
