@@ -24,6 +24,7 @@ from edge.models.card import ModelCard, load_card
 from edge.models.classifier import Classifier
 from edge.preprocess import Image
 from edge.runtime.cli import add_parsers as add_runtime_parsers
+from edge.study.cli import add_parsers as add_study_parsers
 from edge.types import Skipped
 from firmware_bridge.cli import add_parsers as add_simulate_parsers
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_detect_parsers(sub, esub)
     add_simulate_parsers(sub)
     add_runtime_parsers(sub)
+    add_study_parsers(sub)
 
     m = sub.add_parser("models", help="list the bundled models")
     m.set_defaults(func=cmd_models)

@@ -1,0 +1,146 @@
+"""``capsule-edge study ...``: look at, check, export and rebuild a study folder.
+
+Exit status: 0 done; 1 the study has problems (each named on its own line); 2 the study
+cannot be used at all (one line). Everything but ``rebuild`` only reads: a read-only
+connection, no lock, nothing created, so a study a runtime is writing can be looked at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _one_line(cmd: Command) -> Command:
+    """A database that fails while being read is a one-line error, like one that
+    cannot be opened (``main`` prints a StudyError and exits 2)."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        from edge.study.errors import StudyError
+
+        try:
+            return cmd(args)
+        except sqlite3.DatabaseError as exc:
+            where = getattr(args, "study", None) or getattr(args, "dir", "")
+            raise StudyError(f"{where}: study.db: damaged or unreadable ({exc})") from None
+
+    return run
+
+
+@_one_line
+def cmd_ls(args: argparse.Namespace) -> int:
+    from edge.study.errors import StudyError
+    from edge.study.view import find_studies, ls_line
+
+    root: Path = args.dir
+    if not root.is_dir():
+        raise StudyError(f"{root}: no such folder")
+    found = 0
+    for folder in find_studies(root):
+        found += 1
+        print(ls_line(folder), flush=True)
+    if not found:
+        print(f"no studies under {root}", file=sys.stderr)
+    return 0
+
+
+@_one_line
+def cmd_show(args: argparse.Namespace) -> int:
+    from edge.study.view import show, show_text
+
+    info = show(args.study)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("\n".join(show_text(info)))
+    return 0
+
+
+@_one_line
+def cmd_verify(args: argparse.Namespace) -> int:
+    from edge.study.verify import verify
+
+    report = verify(args.study)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.text()))
+    return 0 if report.ok else 1
+
+
+@_one_line
+def cmd_export(args: argparse.Namespace) -> int:
+    from edge.study.export import export_findings, export_frames
+
+    if args.frames is None and args.findings is None:
+        print(
+            "capsule-edge: study export: give --frames DIR, --findings FILE or both",
+            file=sys.stderr,
+        )
+        return 2
+    status = 0
+    if args.findings is not None:
+        rows, empty = export_findings(args.study, args.findings)
+        print(f"findings: {rows} rows, {empty} frames with none (a row each), in {args.findings}")
+    if args.frames is not None:
+        done = export_frames(args.study, args.frames)
+        print(done.line(args.frames))
+        status = 1 if done.kept or done.corrupt else 0
+    return status
+
+
+@_one_line
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from edge.study.rebuild import rebuild
+
+    done = rebuild(args.study)
+    print("\n".join(done.text(args.study)))
+    return 1 if done.problems else 0
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("study", help="look at, check, export or rebuild a study folder")
+    ssub = s.add_subparsers(dest="study_command", required=True)
+
+    ls = ssub.add_parser("ls", help="the studies under a folder, one line each")
+    ls.add_argument("dir", nargs="?", type=Path, default=Path("."), help="default: .")
+    ls.set_defaults(func=cmd_ls)
+
+    show = ssub.add_parser("show", help="runs, settings, models, counts, ledger, sessions")
+    show.add_argument("study", type=Path)
+    show.add_argument("--json", action="store_true", help="as JSON")
+    show.set_defaults(func=cmd_show)
+
+    verify = ssub.add_parser(
+        "verify",
+        help="every frame against its CRC, every record indexed once, ledger and findings "
+        "consistent; exit 1 naming each problem",
+    )
+    verify.add_argument("study", type=Path)
+    verify.add_argument("--json", action="store_true", help="as JSON")
+    verify.set_defaults(func=cmd_verify)
+
+    export = ssub.add_parser("export", help="frames as files, findings as CSV or JSON")
+    export.add_argument("study", type=Path)
+    export.add_argument(
+        "--frames", type=Path, metavar="DIR", help="write <session>-<index>.<ext> files here"
+    )
+    export.add_argument(
+        "--findings", type=Path, metavar="FILE", help="a .csv or .json file (not replaced)"
+    )
+    export.set_defaults(func=cmd_export)
+
+    rebuild = ssub.add_parser(
+        "rebuild", help="recover study.db's index from the archive (the old one is kept)"
+    )
+    rebuild.add_argument("study", type=Path)
+    rebuild.set_defaults(func=cmd_rebuild)
