@@ -51,7 +51,11 @@ def _seconds(text: str) -> float:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     wire: PtyWire | SocketWire
-    wire = SocketWire(args.listen) if args.listen is not None else PtyWire(args.pty_link)
+    wire = (
+        SocketWire(args.listen)
+        if args.listen is not None
+        else PtyWire(args.pty_link, stall_s=args.linger)
+    )
     link = args.pty_link if args.listen is None and args.pty_link else None
     print(str(link) if link else wire.path, flush=True)
     if args.frames:

@@ -45,21 +45,29 @@ class Wire(Protocol):
     def close(self) -> None: ...
 
 
+class WireStalled(Exception):
+    """The host has stopped reading: nothing could be written for ``stall_s``."""
+
+
 class PtyWire:
     """The recorder's end of a pseudo-terminal; the host opens ``path`` as a serial port.
 
     ``link`` (optional) is a symlink kept pointing at the current pty, so a host can
-    reopen the same name after an unplug, as udev names a USB serial adapter.
+    reopen the same name after an unplug, as udev names a USB serial adapter. A pty
+    blocks once its buffer is full; a host that has gone for ``stall_s`` raises
+    WireStalled rather than holding the recorder forever.
     """
 
-    def __init__(self, link: Path | None = None) -> None:
+    def __init__(self, link: Path | None = None, stall_s: float = 10.0) -> None:
         self.link = link
+        self.stall_s = stall_s
         self._open()
 
     def _open(self) -> None:
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)
         tty.setraw(self.master)
+        os.set_blocking(self.master, False)  # a tty write blocks until all of it is taken
         self.path = os.ttyname(self._slave)
         if self.link is not None:
             tmp = self.link.with_name(self.link.name + ".new")
@@ -69,10 +77,18 @@ class PtyWire:
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
+        progress = time.monotonic()
         while view:
             _, ready, _ = select.select([], [self.master], [], 1.0)
+            written = 0
             if ready:
-                view = view[os.write(self.master, view) :]
+                with contextlib.suppress(BlockingIOError):
+                    written = os.write(self.master, view)
+            if written:
+                view = view[written:]
+                progress = time.monotonic()
+            elif time.monotonic() - progress > self.stall_s:
+                raise WireStalled(f"the host has read nothing for {self.stall_s:.1f} s")
 
     def read(self, timeout: float) -> bytes:
         ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
@@ -235,13 +251,24 @@ class Simulator:
             self.wire.write(data)
 
     def run(self) -> list[FrameRecord]:
+        self._heard = time.monotonic()
+        try:
+            self._loop()
+        except WireStalled as exc:
+            self.gave_up = f"{exc} (--linger); giving up"
+        with contextlib.suppress(WireStalled):
+            self._send([self.recorder.heartbeat()])
+        if self.log is not None:
+            self.write_log(self.log)
+        return self.sent
+
+    def _loop(self) -> None:
         plan = self.plan
         captured = 0
         next_capture = time.monotonic()
         last_hello = last_beat = 0.0
         unplug_at, reboot_at = set(plan.unplug_at), set(plan.reboot_at)
         stall_at = set(plan.stall_at)
-        self._heard = time.monotonic()
         while not self._stopped:
             now = time.monotonic()
             rec = self.recorder
@@ -301,10 +328,6 @@ class Simulator:
                 break
             wait = (next_capture - now) if plan.fps and captured < plan.count else HEARTBEAT_S
             self._pump_replies(max(0.0, min(wait, HEARTBEAT_S)))
-        self._send([self.recorder.heartbeat()])
-        if self.log is not None:
-            self.write_log(self.log)
-        return self.sent
 
     def _results_done(self, now: float) -> bool:
         """Every frame sent has its RESULT, if the host said it would send them; a

@@ -256,7 +256,9 @@ class DirSource(LocalSource):
     def attach(self, known: Known) -> None:
         self._known = known
         self._next = max((index for index, _ in known.values()), default=-1) + 1
-        self._session.start = self._next  # indices below: earlier runs' account
+        # Indices below are earlier runs' account: this run's ledger starts after them.
+        del self.ledger.sessions[LOCAL_SESSION]
+        self._session = self.ledger.session(LOCAL_SESSION, start=self._next)
 
     def poll(self) -> list[SourceFrame]:
         while self._position < len(self.files):

@@ -29,13 +29,13 @@ def _decode(frame: _Frame) -> np.ndarray:
 
 
 def test_every_codec_decodes_to_rgb():
-    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
-    assert np.array_equal(_decode(_work(Codec.RAW_RGB, rgb.tobytes(), 8, 6)), rgb)
+    rgb = np.random.default_rng(0).integers(0, 255, (36, 40, 3), dtype=np.uint8)
+    assert np.array_equal(_decode(_work(Codec.RAW_RGB, rgb.tobytes(), 40, 36)), rgb)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok and np.array_equal(_decode(_work(Codec.PNG, png.tobytes())), rgb)
-    bayer = np.full((6, 8), 200, np.uint8)
-    out = _decode(_work(Codec.RAW_BAYER, bayer.tobytes(), 8, 6))
-    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    bayer = np.full((36, 40), 200, np.uint8)
+    out = _decode(_work(Codec.RAW_BAYER, bayer.tobytes(), 40, 36))
+    assert out.shape == (36, 40, 3) and out.dtype == np.uint8
 
 
 @pytest.mark.parametrize(

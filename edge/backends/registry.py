@@ -23,13 +23,13 @@ BACKENDS: dict[str, BackendInfo] = {
     "litert": BackendInfo(
         "edge.backends.litert",
         ("tflite",),
-        "pip install 'capsule-edge[edge]' (ai-edge-litert)",
+        "pip install 'capsule-edge[litert]' (ai-edge-litert)",
         OPTIONS["litert"],
     ),
     "openvino": BackendInfo(
         "edge.backends.openvino",
         ("openvino", "tflite", "onnx"),
-        "pip install 'capsule-edge[edge]' (openvino)",
+        "pip install 'capsule-edge[openvino]' (openvino)",
         OPTIONS["openvino"],
     ),
     "onnxruntime": BackendInfo(

@@ -27,7 +27,7 @@ from edge.runtime.writer import Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import CorruptFrameError
 from edge.study.store import FrameRef, read_frame
-from firmware_bridge.protocol import Codec, Result
+from firmware_bridge.protocol import Box, Codec, Result, ResultStatus
 from firmware_bridge.sources import SourceFrame
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,16 @@ def result_message(inferred: Inferred, models: Models) -> Result:
     if inferred.classification is not None:
         top = inferred.classification.top
         class_id, confidence = top.index, top.score
-    boxes: tuple[tuple[int, int, int, int, float], ...] = ()
+    boxes: tuple[Box, ...] = ()
     if inferred.detections is not None:
         boxes = tuple(
-            (
+            Box(
                 round(d.box.x0),
                 round(d.box.y0),
                 round(d.box.x1),
                 round(d.box.y1),
                 d.score,
+                d.class_id,
             )
             for d in inferred.detections.items
         )
@@ -128,17 +129,19 @@ class InferenceWorker:
             data = read_frame(self.reader, ref)
             image = decode_frame(ref, data)
         except (BadInputError, CorruptFrameError) as exc:
-            self._failed(work, str(exc), "undecodable")
+            self._failed(work, str(exc), "undecodable", ResultStatus.UNDECODABLE)
             return
         except OSError as exc:
-            self._failed(work, f"frame {ref.session}:{ref.index}: unreadable ({exc})", "unreadable")
+            reason = f"frame {ref.session}:{ref.index}: unreadable ({exc})"
+            self._failed(work, reason, "unreadable", ResultStatus.FAILED)
             return
         self.stats.stage("decode", (time.perf_counter() - start) * 1e3)
         try:
             inferred = self.models.infer(image)
         except Exception as exc:  # a backend failing on one frame must not stop the study
             log.warning("frame %d:%d: inference failed: %s", ref.session, ref.index, exc)
-            self._failed(work, f"inference: {type(exc).__name__}: {exc}", "inference_errors")
+            reason = f"inference: {type(exc).__name__}: {exc}"
+            self._failed(work, reason, "inference_errors", ResultStatus.FAILED)
             return
         for name, ms in inferred.timings_ms.items():
             self.stats.stage(name, ms)
@@ -170,6 +173,8 @@ class InferenceWorker:
             }
             self.jsonl(json.dumps(line))
 
-    def _failed(self, work: Work, reason: str, counter: str) -> None:
+    def _failed(self, work: Work, reason: str, counter: str, status: ResultStatus) -> None:
         self.writer.put(Outcome(work.ref.session, work.ref.index, "failed", reason, None))
         self.stats.count(counter)
+        if work.frame is not None:  # the recorder hears that no findings are coming
+            self.results(work.frame, Result.none(status))
