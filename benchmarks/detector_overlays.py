@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataset import scan
-from edge.detection_metrics import ImageResult, summarise_detections
-from edge.evaluate_detection import iter_images, labelled_frames
+from edge.eval.dataset import scan
+from edge.eval.detection_metrics import ImageResult, summarise_detections
+from edge.eval.detector import iter_images, labelled_frames
 from edge.frames import read_image
 from edge.models.detector import Detector
 from edge.preprocess import NEUTRALISE_REGIONS, OVERLAY_REGIONS, Box, black_out

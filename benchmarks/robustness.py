@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.bundled import default_model
 from edge.errors import CapsuleEdgeError
-from edge.evaluate import evaluate_classifier
+from edge.eval.classifier import evaluate_classifier
 from edge.frames import decode_image
 from edge.models.classifier import Classifier
 from edge.preprocess import Image

@@ -29,10 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataset import read_split, scan
-from edge.detection_data import DetectionSample
 from edge.errors import BadInputError
-from edge.evaluate_detection import load_detection_folder
+from edge.eval.dataset import read_split, scan
+from edge.eval.detection_data import DetectionSample
+from edge.eval.detector import load_detection_folder
 from edge.frames import read_image
 from edge.preprocess import OVERLAY_REGIONS, black_out
 from edge.types import Skipped

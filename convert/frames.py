@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dataset import ClassFolderDataset, scan
 from edge.errors import BadInputError
+from edge.eval.dataset import ClassFolderDataset, scan
 from edge.preprocess import prepare
 from edge.types import Skipped
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.dataset import scan
 from edge.errors import BadInputError
-from edge.metrics import confusion_matrix, summarise
+from edge.eval.dataset import scan
+from edge.eval.metrics import confusion_matrix, summarise
 from edge.models.card import write_card
 from edge.models.classifier import Classifier
 from edge.preprocess import PREPROCESSING_ID, black_out_overlays, prepare

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.detection_metrics import PARITY_IOU, box_parity
 from edge.errors import BadInputError
-from edge.evaluate_detection import DetectionEval, evaluate_detector, iter_images, labelled_frames
+from edge.eval.detection_metrics import PARITY_IOU, box_parity
+from edge.eval.detector import DetectionEval, evaluate_detector, iter_images, labelled_frames
 from edge.models.card import write_card
 from edge.models.detector import Detector
 from edge.preprocess import LETTERBOX_ID, letterbox

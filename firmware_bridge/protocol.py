@@ -24,6 +24,21 @@ from typing import NamedTuple
 import crc32c
 from cobs import cobs
 
+from firmware_bridge.limits import (  # re-exported: the codec's own bounds
+    MAX_CHUNK_LIMIT as MAX_CHUNK_LIMIT,
+)
+from firmware_bridge.limits import (
+    MAX_CHUNKS_PER_FRAME as MAX_CHUNKS_PER_FRAME,
+)
+from firmware_bridge.limits import (
+    MIN_CHUNK as MIN_CHUNK,
+)
+from firmware_bridge.limits import (
+    UART_MAX_CHUNK as UART_MAX_CHUNK,
+)
+from firmware_bridge.limits import (
+    USB_MAX_CHUNK as USB_MAX_CHUNK,
+)
 from firmware_bridge.messages import (
     ACK,
     ACK_RESULTS,
@@ -135,12 +150,6 @@ DELIMITER = b"\x00"
 INCOMPAT_KNOWN = 0x00
 # Compatible flags: a receiver that does not know one ignores it.
 COMPAT_RETRANSMIT = 0x01  # this chunk or META is a resend
-
-UART_MAX_CHUNK = 1024
-USB_MAX_CHUNK = 16384
-MAX_CHUNK_LIMIT = 65535  # the largest chunk either side may ever negotiate (u16)
-MIN_CHUNK = 16  # the smallest chunk the host negotiates
-MAX_CHUNKS_PER_FRAME = 4096
 
 
 class MessageType(enum.IntEnum):

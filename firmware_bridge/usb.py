@@ -12,7 +12,7 @@ import contextlib
 import errno
 from typing import Any
 
-from firmware_bridge.protocol import USB_MAX_CHUNK
+from firmware_bridge.limits import USB_MAX_CHUNK
 from firmware_bridge.transport import LinkDown
 
 READ_SIZE = USB_MAX_CHUNK * 4

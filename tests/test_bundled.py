@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge.bundled import bundled_cards, default_model, models_root
-from edge.evaluate import evaluate_classifier
+from edge.eval.classifier import evaluate_classifier
 from edge.models.classifier import Classifier
 
 DEFAULT = models_root() / "classifier" / "edgecnn"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from edge.bundled import DEFAULTS, models_root
-from edge.detection_metrics import box_parity
-from edge.evaluate_detection import DetectionEval, evaluate_detector
+from edge.eval.detection_metrics import box_parity
+from edge.eval.detector import DetectionEval, evaluate_detector
 from edge.models.detector import Detector
 from edge.types import Detections
 from tests.conftest import HYPER_KVASIR, SHARED_DATA

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-import edge.evaluate
+import edge.eval.classifier
 from edge.bundled import bundled_cards, models_root
 from edge.cli import main
 from edge.frames import read_image
@@ -186,13 +186,13 @@ def test_eval_on_a_split_and_with_overlays_blacked_out(
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": [], "validation": validation}))
     seen: list[tuple[int, ...]] = []
-    real = edge.evaluate.black_out_overlays
+    real = edge.eval.classifier.black_out_overlays
 
     def spy(image: np.ndarray) -> np.ndarray:
         seen.append(image.shape)
         return real(image)
 
-    monkeypatch.setattr(edge.evaluate, "black_out_overlays", spy)
+    monkeypatch.setattr(edge.eval.classifier, "black_out_overlays", spy)
     runs = {}
     for flag in ([], ["--blackout-overlays"]):
         out_json = tmp_path / f"eval{len(flag)}.json"

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.dataset import scan
 from edge.errors import BadInputError
+from edge.eval.dataset import scan
 from tests.conftest import synthetic_frame, write_rgb
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from edge.bundled import models_root
-from edge.detection_metrics import ImageResult
-from edge.evaluate_detection import EVAL_CONF
+from edge.eval.detection_metrics import ImageResult
+from edge.eval.detector import EVAL_CONF
 from edge.frames import read_image
 from edge.models.detector import Detector
 from edge.types import BBox

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.detection_data import load_kvasir_seg, load_yolo
 from edge.errors import BadInputError
+from edge.eval.detection_data import load_kvasir_seg, load_yolo
 from edge.types import BBox
 from tests.conftest import SHARED_DATA, synthetic_frame, write_rgb
 

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from edge.detection_metrics import (
+from edge.eval.detection_metrics import (
     ImageResult,
     average_precision,
     pairwise_iou,
@@ -276,7 +276,7 @@ def test_pairwise_iou_agrees_with_bbox_iou():
 
 
 def test_module_imports_only_numpy():
-    tree = ast.parse((REPO / "edge" / "detection_metrics.py").read_text())
+    tree = ast.parse((REPO / "edge" / "eval" / "detection_metrics.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -287,7 +287,7 @@ def test_module_imports_only_numpy():
 
 
 def test_box_parity_counts_matched_boxes_that_stay_close():
-    from edge.detection_metrics import box_parity
+    from edge.eval.detection_metrics import box_parity
     from edge.types import Detections
 
     def frame(*boxes: tuple[float, float, float, float]) -> Detections:

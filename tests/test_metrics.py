@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.metrics import confusion_matrix, summarise
+from edge.eval.metrics import confusion_matrix, summarise
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -26,12 +26,12 @@ import pytest
 from edge.frames import decode_image
 from edge.models.card import load_card
 from edge.runtime import config as settings
-from edge.runtime.cli import StatusLine
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
+from edge.runtime.sources import DirSource
+from edge.runtime.status_line import StatusLine
 from edge.study.store import Study
 from firmware_bridge.protocol import crc32
-from firmware_bridge.sources import DirSource
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 240

@@ -19,8 +19,8 @@ import numpy as np
 from edge.runtime import config as settings
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
+from edge.runtime.sources import DirSource
 from edge.study.store import Study
-from firmware_bridge.sources import DirSource
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]

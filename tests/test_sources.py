@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.runtime.sources import DirSource, LinkSource, VideoSource, open_source
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.simulator import frame_bytes
-from firmware_bridge.sources import DirSource, LinkSource, VideoSource, open_source
 from tests.conftest import synthetic_frame, write_rgb
 
 

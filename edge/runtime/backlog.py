@@ -8,8 +8,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from edge.runtime.sources import SourceFrame
 from edge.study.store import FrameRef
-from firmware_bridge.sources import SourceFrame
 
 
 @dataclass

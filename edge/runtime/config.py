@@ -62,7 +62,7 @@ from typing import Any
 from edge.backends.options import MAX_THREADS, PRECISIONS, not_taken, settings_of
 from edge.backends.registry import BACKENDS
 from edge.errors import BadInputError
-from firmware_bridge.protocol import MAX_CHUNK_LIMIT, MIN_CHUNK
+from firmware_bridge.limits import MAX_CHUNK_LIMIT, MIN_CHUNK
 
 if sys.version_info >= (3, 11):
     import tomllib

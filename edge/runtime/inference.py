@@ -22,13 +22,13 @@ from edge.frames import decode_image
 from edge.preprocess import Image
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.models import Inferred, Models
+from edge.runtime.sources import SourceFrame
 from edge.runtime.stats import Stats
 from edge.runtime.writer import Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import CorruptFrameError
 from edge.study.store import FrameRef, read_frame
 from firmware_bridge.protocol import Box, Codec, Result, ResultStatus
-from firmware_bridge.sources import SourceFrame
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from edge.preprocess import Image
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.inference import InferenceWorker, decode_frame, result_message
 from edge.runtime.models import Models
+from edge.runtime.sources import FrameSource, SourceFrame
 from edge.runtime.stats import Stats
 from edge.runtime.writer import NewFrame, Outcome, StudyWriter
 from edge.study.archive import Reader
@@ -45,7 +46,6 @@ from edge.study.errors import StorageError
 from edge.study.store import Study, connect
 from firmware_bridge.ledger import Outcome as LinkOutcome
 from firmware_bridge.protocol import Codec, Result
-from firmware_bridge.sources import FrameSource, SourceFrame
 
 log = logging.getLogger(__name__)
 

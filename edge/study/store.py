@@ -9,12 +9,9 @@ A frame is durable when ``commit()`` returns: its record is written and fsync'ed
 archive, then its row is committed (``synchronous=FULL``), then the folder is checked to
 still be the one opened. Only then may the recorder be told it arrived.
 
-Opening never repairs by deleting what it does not understand. A crash can leave
-records after the last committed one; they are cut only when the database proves them
-uncommitted: it is sound, its last frame is where it says in the archive, and every
-record after it is a whole record of a frame the database does not have, no more than
-one commit holds. A missing, empty or damaged database is an error, and
-``capsule-edge study rebuild`` recovers the index from the records.
+Opening (edge/study/opening.py) never repairs by deleting what it does not understand:
+an index that cannot account for the archive is an error, and ``capsule-edge study
+rebuild`` recovers the index from the records.
 """
 
 from __future__ import annotations
@@ -22,30 +19,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.study import archive, schema
-from edge.study.archive import Appender, Reader, Record, Scanned
+from edge.study import archive, opening, schema
+from edge.study.archive import Appender, Reader, Record
 from edge.study.errors import CorruptFrameError, StorageError, StudyError
 from edge.study.lock import StudyLock
+from edge.study.opening import connect as connect  # the one way a study.db is opened
 
 log = logging.getLogger(__name__)
 
-MAX_COMMIT_FRAMES = 512  # one commit holds at most this many frames (see _recover)
-
-
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA busy_timeout=10000")
-    return db
+MAX_COMMIT_FRAMES = opening.MAX_COMMIT_FRAMES
 
 
 @dataclass(frozen=True)
@@ -107,11 +93,13 @@ class Study:
             raise StudyError(f"{folder}: cannot create the study folder ({exc.strerror})") from None
         self._lock = StudyLock(folder)
         try:
-            self.db = self._open_db()
+            self.db = opening.open_database(folder)
             self._db_id = _identity(self.db_path)
             self.reader = Reader(self.archive_dir)
             self.migrations = schema.migrate(self.db, self._crc_of)
-            self._appender = Appender(self.archive_dir, self._recover())
+            self._appender = Appender(
+                self.archive_dir, opening.cut_uncommitted_tail(folder, self.db, self.reader)
+            )
         except BaseException:
             self._lock.release()
             raise
@@ -123,97 +111,8 @@ class Study:
 
     # --- opening ---------------------------------------------------------------------
 
-    def _open_db(self) -> sqlite3.Connection:
-        held = archive.archive_bytes(self.archive_dir)
-        rebuild = f"nothing was changed; `capsule-edge study rebuild {self.folder}` recovers it"
-        if held and (not self.db_path.exists() or self.db_path.stat().st_size == 0):
-            raise StudyError(
-                f"{self.db_path}: missing or empty, but archive/ holds {held:,} bytes of "
-                f"frames: {rebuild}"
-            )
-        try:
-            db = connect(self.db_path)
-            ok = db.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise sqlite3.DatabaseError(ok)
-            found = schema.tables(db)
-            if not found:
-                if held:
-                    raise StudyError(
-                        f"{self.db_path}: holds no tables, but archive/ holds {held:,} bytes "
-                        f"of frames: {rebuild}"
-                    )
-                schema.create(db)
-            elif "frames" not in found:
-                raise StudyError(f"{self.db_path}: not a study database (no frames table)")
-            elif schema.version(db) > schema.VERSION:
-                raise StudyError(
-                    f"{self.db_path}: written by a newer capsule-edge (schema "
-                    f"{schema.version(db)}, this one knows {schema.VERSION})"
-                )
-        except sqlite3.DatabaseError as exc:
-            raise StudyError(f"{self.db_path}: damaged ({exc}); {rebuild}") from None
-        return db
-
     def _crc_of(self, segment: int, offset: int, length: int) -> int:
         return archive.crc(self.reader.read(segment, offset, length))
-
-    def _recover(self) -> int:
-        """Cut what a crash left after the last committed record, when the database
-        proves it uncommitted (see the module docstring); the segment to append to."""
-        row = self.db.execute(
-            "SELECT session, idx, segment, offset, length, origin FROM frames "
-            "ORDER BY segment DESC, offset DESC LIMIT 1"
-        ).fetchone()
-        segment, end = 1, 0
-        if row is not None:
-            session, index, segment, offset, length, origin = row
-            end = offset + length
-            if not _record_is_at(self.reader, segment, offset, session, index, length, origin):
-                raise StudyError(
-                    f"{self.folder}: the database's last frame {session}:{index} is not where "
-                    f"it says in archive/{segment:06d}.bin; nothing was changed (see "
-                    f"`capsule-edge study verify {self.folder}`)"
-                )
-        tail = [(n, p) for n, p in archive.segments(self.archive_dir) if n >= segment]
-        cut: list[Scanned] = []
-        for number, path in tail:
-            size = path.stat().st_size
-            for item in archive.scan(self.archive_dir, number, end if number == segment else 0):
-                if isinstance(item, Scanned):
-                    cut.append(item)
-                elif item.offset + item.length < size:
-                    raise StudyError(
-                        f"{path}: {item.what} at byte {item.offset}, after the last committed "
-                        f"frame; nothing was changed"
-                    )
-                # else: a record torn by the crash, the segment's last bytes
-        keys = [(s.record.session, s.record.index) for s in cut]
-        known = [k for k in keys if self._has_committed(*k)]
-        if known or len(cut) > MAX_COMMIT_FRAMES:
-            raise StudyError(
-                f"{self.folder}: archive/ holds {len(cut)} records after the database's last "
-                f"frame{f', {len(known)} of frames it has' if known else ''}: the database "
-                f"is older than the archive; nothing was changed; `capsule-edge study "
-                f"rebuild {self.folder}` recovers the index"
-            )
-        for number, path in tail:
-            size = path.stat().st_size
-            if number > segment:
-                path.unlink()
-            elif size > end:
-                with open(path, "r+b") as f:
-                    f.truncate(end)
-                    os.fsync(f.fileno())
-            else:
-                continue
-            log.warning(
-                "%s: cut %d bytes never committed (%d frame records, never acknowledged)",
-                path,
-                size - (end if number == segment else 0),
-                sum(1 for s in cut if s.segment == number),
-            )
-        return segment
 
     # --- frames ----------------------------------------------------------------------
 
@@ -429,27 +328,3 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _record_is_at(
-    reader: Reader,
-    segment: int,
-    offset: int,
-    session: int,
-    index: int,
-    length: int,
-    origin: str | None,
-) -> bool:
-    """Whether the record header before ``offset`` names this frame (a schema-0 header,
-    which has no CRC of its own, by its session, index and length)."""
-    try:
-        header = reader.header_at(segment, offset, origin)
-        if header is not None:
-            return (header.session, header.index, header.length) == (session, index, length)
-        if offset < archive.LEGACY_HEADER.size:
-            return False
-        raw = reader.read(segment, offset - archive.LEGACY_HEADER.size, archive.LEGACY_HEADER.size)
-    except OSError:
-        return False
-    magic, s, i, _, n = archive.LEGACY_HEADER.unpack(raw)
-    return (magic, s, i, n) == (archive.LEGACY_MAGIC, session, index, length)

@@ -9,14 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.cli.feeds import mucosa_frames, video_frames
 from firmware_bridge.faults import Faults
-from firmware_bridge.feeds import (
-    folder_frames,
-    mixed_frames,
-    mucosa_frames,
-    synthetic_frames,
-    video_frames,
-)
+from firmware_bridge.feeds import folder_frames, mixed_frames, synthetic_frames
 from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
 from firmware_bridge.recorder import Policy
 from firmware_bridge.simulator import Plan, PtyWire, Simulator, SocketWire

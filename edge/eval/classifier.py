@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.dataset import read_split, scan
 from edge.errors import BadInputError
-from edge.metrics import confusion_matrix, summarise
+from edge.eval.dataset import read_split, scan
+from edge.eval.metrics import confusion_matrix, summarise
 from edge.models.classifier import Classifier
 from edge.preprocess import Image, black_out_overlays
 from edge.types import Skipped

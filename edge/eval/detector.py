@@ -2,7 +2,7 @@
 
 Frames come from a Kvasir-SEG (or YOLO-format) folder; any image there without a box is
 a polyp-free frame, and one whose every box was unusable is set aside and counted (see
-``edge.detection_data``). Optionally, polyp-free frames also come from a HyperKvasir class
+``edge.eval.detection_data``). Optionally, polyp-free frames also come from a HyperKvasir class
 tree (every class but ``polyps``). A split file restricts both to its validation side.
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.dataset import read_split, scan
-from edge.detection_data import DetectionDataset, load_kvasir_seg, load_yolo
-from edge.detection_metrics import DetectionSummary, ImageResult, summarise_detections
 from edge.errors import BadInputError
+from edge.eval.dataset import read_split, scan
+from edge.eval.detection_data import DetectionDataset, load_kvasir_seg, load_yolo
+from edge.eval.detection_metrics import DetectionSummary, ImageResult, summarise_detections
 from edge.frames import read_image
 from edge.models.detector import Detector
 from edge.preprocess import Image

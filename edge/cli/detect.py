@@ -18,7 +18,7 @@ from edge.annotate import (
     write_image,
 )
 from edge.bundled import default_model
-from edge.cli_options import add_model_args, backend_options
+from edge.cli.options import add_model_args, backend_options
 from edge.errors import BadInputError
 from edge.frames import decode_files, expand_paths
 from edge.models.card import load_card
@@ -116,7 +116,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_detect(args: argparse.Namespace) -> int:
-    from edge.evaluate_detection import evaluate_detector
+    from edge.eval.detector import evaluate_detector
 
     with open_detector(args) as det:
         result = evaluate_detector(

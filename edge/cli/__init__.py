@@ -1,0 +1,61 @@
+"""capsule-edge: the on-device runtime's command line, a module per subcommand.
+
+Each subcommand's module imports what it runs when it runs, so that ``--help`` and the
+commands that need no model start on a bare install."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+
+from edge.cli import classify, demo, detect, models, run, simulate, study
+from edge.errors import CapsuleEdgeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capsule-edge", description="capsule-edge: the on-device runtime's command line."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("eval", help="measure a model on labelled data")
+    esub = e.add_subparsers(dest="task", required=True)
+    classify.add_parsers(sub, esub)
+    detect.add_parsers(sub, esub)
+    simulate.add_parsers(sub)
+    run.add_parsers(sub)
+    demo.add_parsers(sub)
+    study.add_parsers(sub)
+    models.add_parsers(sub)
+    return parser
+
+
+def _keep_odd_names(*streams: object) -> None:
+    """Print a file name that is not UTF-8 as its own bytes (as ls does) instead of
+    failing on it with UnicodeEncodeError, whatever the locale."""
+    for stream in streams:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _keep_odd_names(sys.stdout, sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # e.g. piped into head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CapsuleEdgeError, ValueError, OSError) as exc:
+        print(f"capsule-edge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,28 @@
+"""``capsule-edge models``: the bundled models and their checksums."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edge.bundled import bundled_cards
+
+    cards = bundled_cards()
+    print(f"{'name':<28}{'task':<16}{'format':<10}{'precision':<11}{'size':>10}  sha256")
+    for card in cards:
+        size = card.size_bytes()
+        print(
+            f"{card.name:<28}{card.task:<16}{card.format:<10}{card.precision:<11}"
+            f"{size / 1e6:>8.2f}MB  {card.sha256}"
+        )
+    if not cards:
+        print("no bundled models", file=sys.stderr)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    m = sub.add_parser("models", help="list the bundled models")
+    m.set_defaults(func=cmd_models)
