@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 
+from edge.errors import BadInputError
 from edge.eval.detection_metrics import (
     ImageResult,
     average_precision,
@@ -255,9 +256,9 @@ def test_no_predictions_score_zero():
 
 def test_ap_is_undefined_without_ground_truth():
     results = [image([], [det(0, 0, 10, 10, 0.9)]), image([], [])]
-    with pytest.raises(ValueError, match="no ground-truth boxes"):
+    with pytest.raises(BadInputError, match="no ground-truth boxes"):
         summarise_detections(results)
-    with pytest.raises(ValueError, match="no ground-truth boxes"):
+    with pytest.raises(BadInputError, match="no ground-truth boxes"):
         average_precision(results, 0.5)
 
 

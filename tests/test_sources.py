@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.errors import BadInputError
 from edge.runtime.sources import DirSource, LinkSource, VideoSource, open_source
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.simulator import frame_bytes
@@ -67,7 +68,7 @@ def test_video_file_frames_are_decoded_and_counted(tmp_path: Path):
     ],
 )
 def test_bad_source_urls_say_what_is_wrong(url: str, message: str):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(BadInputError, match=message):
         open_source(url)
 
 

@@ -54,8 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CapsuleEdgeError, ValueError, OSError) as exc:
+    except (CapsuleEdgeError, OSError) as exc:
         print(f"capsule-edge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the traceback with -v
+        logging.getLogger("capsule-edge").info("internal error", exc_info=True)
+        print(
+            f"capsule-edge: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: please report it with the output of -v)",
+            file=sys.stderr,
+        )
+        return 70  # EX_SOFTWARE

@@ -60,6 +60,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         *(sys.executable, "-m", "edge.cli", "simulate", "--pty", str(link)),
         *("--count", str(args.count), "--fps", str(args.fps), "--ber", str(args.ber)),
         *("--seed", str(args.seed), "--log", str(truth), *frames),
+        # The recorder waits for the host as long as loading the models may take on a
+        # slow device; the demo stops it itself if the runtime ends first.
+        *("--linger", "300"),
         # Every demo is a recorder session of its own, as every boot of a recorder is:
         # a second demo into the same study adds its frames instead of matching them.
         *("--session", str(secrets.randbelow(0x7FFF_0000) + 1)),

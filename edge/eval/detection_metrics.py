@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
+from edge.errors import BadInputError
 from edge.types import BBox, Detection, Detections
 
 MAX_DETECTIONS = 100
@@ -172,7 +173,7 @@ def _match_all(
         ious = pairwise_iou([result.predicted[i].box for i in order], result.truth)
         images.append(_Matched(scores[order], _match(ious, thresholds), len(result.truth)))
     if not any(image.n_truth for image in images):
-        raise ValueError("no ground-truth boxes: AP and recall are undefined")
+        raise BadInputError("no ground-truth boxes: AP and recall are undefined")
     return images
 
 

@@ -157,6 +157,13 @@ class Models:
             result.timings_ms["detector"] = (time.perf_counter() - start) * 1e3
         return result
 
+    def class_names(self) -> tuple[list[str], list[str]]:
+        """The names of RESULT's class ids and of its boxes' class ids."""
+        return (
+            list(self.classifier.labels) if self.classifier is not None else [],
+            list(self.detector.labels) if self.detector is not None else [],
+        )
+
     def close(self) -> None:
         for model in (self.classifier, self.detector):
             if model is not None:

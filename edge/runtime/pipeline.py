@@ -45,7 +45,7 @@ from edge.study.archive import Reader
 from edge.study.errors import StorageError
 from edge.study.store import Study, connect
 from firmware_bridge.ledger import Outcome as LinkOutcome
-from firmware_bridge.protocol import Codec, Result
+from firmware_bridge.protocol import Codec, Result, ResultStatus
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,8 @@ class Runtime:
             self.deferred.release(skipped.key, deferred=True)
             self.skipped.append(skipped.key)
             self.stats.count("skipped")
+            if skipped.frame is not None:  # inferred later for the study, not live
+                self._results.put((skipped.frame, Result.none(ResultStatus.SKIPPED)))
         self.stats.gauges["backlog"] = len(self.backlog)
 
     def _settled_ledger(self) -> list[tuple[int, int, str, str | None]]:

@@ -30,16 +30,13 @@ def open_configured_source(config: settings.Config) -> FrameSource:
     url = config["source"]
     if not url:
         raise BadInputError('no source: give --source URL or source = "..." in the config')
-    try:
-        source = open_source(
-            url,
-            capacity=config["link.capacity"],
-            retransmit=config["link.retransmit"],
-            hold_replies=True,
-            chunk=config["link.chunk"],
-        )
-    except ValueError as exc:
-        raise BadInputError(str(exc)) from None
+    source = open_source(
+        url,
+        capacity=config["link.capacity"],
+        retransmit=config["link.retransmit"],
+        hold_replies=True,
+        chunk=config["link.chunk"],
+    )
     if isinstance(source, LinkSource):
         try:
             source.connect()  # a wrong or busy port is an error now, a lost one later is retried
@@ -86,6 +83,10 @@ def run_study(
         for _ in range(config["pipeline.workers"] - 1):
             workers.append(Models.open(config))
             lifetimes.callback(_close, workers[-1])
+        if isinstance(source, LinkSource):
+            # The recorder hears one RESULT for every frame, with the names of its ids.
+            source.link.results = True
+            source.link.set_classes(*models.class_names())
         for warning in models.fallbacks:
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
+from edge.errors import BadInputError
 from edge.frames import VIDEO_SUFFIXES
 from edge.runtime.sources.base import LOCAL_SESSION, FrameSource, Known, SourceFrame
 from edge.runtime.sources.folder import DirSource
@@ -49,7 +50,7 @@ def open_source(
     hold_replies: bool = False,
     chunk: int = 0,
 ) -> FrameSource:
-    """A frame source for ``url`` (see the module docstring); ValueError if unusable.
+    """A frame source for ``url`` (see the module docstring); BadInputError if unusable.
 
     ``chunk`` is the largest chunk the host accepts, negotiated down to what the
     recorder offers; 0 is the transport's own: 1 KiB on a UART (a bit error costs one
@@ -65,21 +66,24 @@ def open_source(
     if not scheme and Path(url).suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(url)
     size = chunk or (USB_MAX_CHUNK if scheme == "usb" else UART_MAX_CHUNK)
-    link = HostLink(chunk_size=size, capacity=capacity, retransmit=retransmit)
-    if scheme == "usb":
-        from firmware_bridge.usb import UsbTransport
+    try:  # the link's own checks say ValueError: here they become input errors
+        link = HostLink(chunk_size=size, capacity=capacity, retransmit=retransmit)
+        if scheme == "usb":
+            from firmware_bridge.usb import UsbTransport
 
-        return LinkSource(Receiver(UsbTransport(url), link), hold_replies=hold_replies)
+            return LinkSource(Receiver(UsbTransport(url), link), hold_replies=hold_replies)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
     if scheme == "serial":
         query = urllib.parse.parse_qs(parsed.query)
         try:
             baud = int(query.get("baud", ["921600"])[0])
         except ValueError:
-            raise ValueError(f"{url}: baud must be a number") from None
+            raise BadInputError(f"{url}: baud must be a number") from None
         transport = SerialTransport(parsed.path, baudrate=baud)
         return LinkSource(Receiver(transport, link), hold_replies=hold_replies)
     if scheme in ("socket", "rfc2217", "loop", "spy", "hwgrep", "alt", ""):
         return LinkSource(Receiver(SerialTransport(url), link), hold_replies=hold_replies)
-    raise ValueError(
+    raise BadInputError(
         f"{url}: unknown source (serial://, socket://, usb://, video://, dir://, or a device path)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge.errors import BadInputError
 from edge.runtime.sources.base import LOCAL_SESSION, Known, SourceFrame
 from edge.runtime.sources.local import LocalSource
 from firmware_bridge.ledger import Outcome
@@ -19,7 +20,7 @@ class DirSource(LocalSource):
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
-            raise ValueError(f"{folder}: no such folder")
+            raise BadInputError(f"{folder}: no such folder")
         super().__init__(f"dir:{folder}")
         self.folder = folder
         self.recording = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge.errors import BadInputError
 from edge.runtime.sources.base import LOCAL_SESSION, SourceFrame
 from edge.runtime.sources.local import LocalSource
 from firmware_bridge.ledger import Outcome
@@ -19,7 +20,7 @@ class VideoSource(LocalSource):
         super().__init__(f"video:{target}")
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
-            raise ValueError(f"{target}: not a video device or file OpenCV can open")
+            raise BadInputError(f"{target}: not a video device or file OpenCV can open")
         self.is_file = isinstance(target, str) and Path(target).is_file()
         self.recording = self.is_file
         self.expected = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.is_file else 0
