@@ -14,6 +14,7 @@ import pytest
 from edge.errors import BadInputError
 from edge.runtime.sources import DirSource, LinkSource, VideoSource, open_source
 from firmware_bridge.ledger import Outcome
+from firmware_bridge.protocol import Codec
 from firmware_bridge.simulator import frame_bytes
 from tests.conftest import synthetic_frame, write_rgb
 
@@ -53,7 +54,10 @@ def test_video_file_frames_are_decoded_and_counted(tmp_path: Path):
     assert isinstance(source, VideoSource) and source.recording  # a file, read at full speed
     frames = drain(source)
     assert len(frames) == 10 and source.finished
-    assert frames[0].image.shape == (80, 96, 3)
+    # Archived as the JPEG that inference will decode, each known by name and number.
+    first = cv2.imdecode(np.frombuffer(frames[0].data, np.uint8), cv2.IMREAD_COLOR)
+    assert first.shape == (80, 96, 3) and frames[0].codec == int(Codec.JPEG)
+    assert [f.origin for f in frames] == [f"study.mp4#{n}" for n in range(10)]
     assert source.ledger.sessions[0].counts() == {"DELIVERED": 10}
 
 

@@ -336,6 +336,8 @@ class Runtime:
             "frames_undecodable": counters.get("undecodable", 0),
             "frames_not_inferred": self.left if self.left is not None else len(self.backlog),
             "duplicates": counters.get("duplicates", 0),
+            # A recording replayed into a study that has its frames: not stored again.
+            "frames_already_held": self.source.status().get("already_held", 0),
             "backlog_left": len(self.backlog),
             "polyp_frames": counters.get("polyp_frames", 0),
             "elapsed_s": round(elapsed, 2),

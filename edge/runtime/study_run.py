@@ -75,7 +75,7 @@ def run_study(
         # Until the run ends, closing (on an error) commits nothing.
         guard = lifetimes.enter_context(contextlib.ExitStack())
         guard.callback(_close, study, "abandon")
-        source.attach(study.origins(LOCAL_SESSION))
+        source.attach(study.origins(LOCAL_SESSION), study.next_index(LOCAL_SESSION))
         models = Models.open(config)
         lifetimes.callback(_close, models)
         # One set of models per inference worker: an interpreter runs one frame at a time.

@@ -260,6 +260,13 @@ class Study:
             out[origin] = (int(index), int(crc))
         return out
 
+    def next_index(self, session: int) -> int:
+        """The first index after every frame the study holds of ``session``."""
+        (last,) = self.db.execute(
+            "SELECT MAX(idx) FROM frames WHERE session = ?", (session,)
+        ).fetchone()
+        return 0 if last is None else int(last) + 1
+
     def sessions(self) -> list[int]:
         return [int(s) for (s,) in self.db.execute("SELECT DISTINCT session FROM frames")]
 

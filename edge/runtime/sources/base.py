@@ -55,8 +55,9 @@ class FrameSource(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def attach(self, known: Known) -> None:
-        """What the study already holds of this source (before the first poll)."""
+    def attach(self, known: Known, next_index: int) -> None:
+        """What the study already holds of this source (before the first poll): its
+        frames with an origin, and the first index of the local session not yet used."""
         ...
 
     @property

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from edge.errors import BadInputError
-from edge.runtime.sources.base import LOCAL_SESSION, Known, SourceFrame
+from edge.frames import read_bytes
+from edge.runtime.sources.base import LOCAL_SESSION, SourceFrame
 from edge.runtime.sources.local import LocalSource
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.protocol import CODEC_BY_SUFFIX, crc32
+
+log = logging.getLogger(__name__)
 
 
 class DirSource(LocalSource):
@@ -28,16 +32,6 @@ class DirSource(LocalSource):
             p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
         self._position = 0
-        self._next = 0  # the index the next new frame gets
-        self._known: Known = {}
-        self.unchanged = 0  # files the study already held
-
-    def attach(self, known: Known) -> None:
-        self._known = known
-        self._next = max((index for index, _ in known.values()), default=-1) + 1
-        # Indices below are earlier runs' account: this run's ledger starts after them.
-        del self.ledger.sessions[LOCAL_SESSION]
-        self._session = self.ledger.session(LOCAL_SESSION, start=self._next)
 
     def poll(self) -> list[SourceFrame]:
         while self._position < len(self.files):
@@ -54,23 +48,18 @@ class DirSource(LocalSource):
         if codec is None:
             self._settle_new(Outcome.LOST, "not an image file")
             return None
-        try:
-            data = path.read_bytes()
+        try:  # a file too big for a frame is refused before it is read
+            data = read_bytes(path)
             stamp = int(path.stat().st_mtime * 1e6)
-        except OSError as exc:
-            self._settle_new(Outcome.LOST, f"unreadable: {exc.strerror}")
+        except (BadInputError, OSError) as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            self._settle_new(Outcome.LOST, reason)
+            log.warning("%s", exc)
             return None
-        crc = crc32(data)
-        if self._known.get(origin, (0, None))[1] == crc:
-            self.unchanged += 1
+        if self._held(origin, crc32(data)):
             return None
         index = self._settle_new(Outcome.DELIVERED)
         return SourceFrame(LOCAL_SESSION, index, int(codec), stamp, data=data, origin=origin)
-
-    def _settle_new(self, outcome: Outcome, reason: str | None = None) -> int:
-        index, self._next = self._next, self._next + 1
-        self._session.settle(index, outcome, reason)
-        return index
 
     @property
     def finished(self) -> bool:

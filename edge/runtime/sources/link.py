@@ -68,7 +68,7 @@ class LinkSource:
             **self.link.status(),
         }
 
-    def attach(self, known: Known) -> None:
+    def attach(self, known: Known, next_index: int) -> None:
         pass  # the recorder's session and indices identify its frames
 
     @property
