@@ -44,7 +44,6 @@ from edge.runtime.writer import NewFrame, Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import StorageError
 from edge.study.store import Study, connect
-from firmware_bridge.ledger import Outcome as LinkOutcome
 from firmware_bridge.protocol import Codec, Result, ResultStatus
 
 log = logging.getLogger(__name__)
@@ -237,15 +236,9 @@ class Runtime:
         """Every ledger outcome settled since the last call, in index order."""
         out = []
         for session, ledger in self.source.ledger.sessions.items():
-            start = max(self._persisted.get(session, 0), ledger.start)
-            mark = start
-            outcomes = ledger.outcomes
-            for index in range(start, len(outcomes)):
-                outcome = outcomes[index]
-                if outcome == LinkOutcome.PENDING:
-                    break
-                name = LinkOutcome(outcome).name.lower()
-                out.append((session, index, name, ledger.reasons.get(index)))
+            mark = max(self._persisted.get(session, 0), ledger.start)
+            for index, outcome, reason in ledger.settled_since(mark):
+                out.append((session, index, outcome.name.lower(), reason))
                 mark = index + 1
             self._persisted[session] = mark
         return out
