@@ -170,7 +170,7 @@ def test_findings_piped_into_head_do_not_stop_the_study(tmp_path: Path):
     frames, study = _frames(tmp_path / "frames", 30), tmp_path / "study"
     run = _popen(
         *("run", "--source", f"dir://{frames}", "--study", str(study), "--jsonl"),
-        *CLASSIFIER_ONLY,
+        *("--workers", "1", *CLASSIFIER_ONLY),  # one worker: the findings come in order
     )
     assert run.stdout is not None
     assert [json.loads(run.stdout.readline())["index"] for _ in range(2)] == [0, 1]
