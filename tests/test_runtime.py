@@ -273,41 +273,42 @@ def test_slow_inference_never_costs_a_frame(
     tiny_dataset: Path, tmp_path: Path, recording: bool, policy: str
 ):
     """Inference holds the first frame until the source waits for room in the backlog of
-    8 (a recording) or has sent all 60 frames (a live one). A recording waits for
+    4 (a recording) or has sent all 20 frames (a live one). A recording waits for
     inference; a live source's frames go past the full backlog as its policy says, and
     are inferred once the backlog runs dry: none is skipped for good."""
-    frames = _frame_folder(tiny_dataset, tmp_path, 60)
+    n, limit = 20, 4
+    frames = _frame_folder(tiny_dataset, tmp_path, n)
     go = threading.Event()  # the reader waits for room, or has read everything
     models = HeldModels.held(_classifier_only(), go)
     study = Study(tmp_path / "study")
     source = HeldFirstDir(frames, models, go)
     runtime = Runtime(
-        source, study, models, backlog=8, policy=policy, drain_s=600, recording=recording
+        source, study, models, backlog=limit, policy=policy, drain_s=600, recording=recording
     )
-    backlog = runtime.backlog = WatchedBacklog(8, policy, go)
+    backlog = runtime.backlog = WatchedBacklog(limit, policy, go)
     summary = runtime.run(threading.Event())
     study.close()
     models.close()
 
     db = _db(tmp_path / "study")
-    assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (60,)
+    assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (n,)
     order = [i for i, s in db.execute("SELECT idx, status FROM inference ORDER BY rowid")]
     statuses = {s for (s,) in db.execute("SELECT status FROM inference")}
-    assert sorted(order) == list(range(60)) and statuses == {"done"}  # each once, all done
-    assert summary["frames_inferred"] == 60 and summary["frames_not_inferred"] == 0
+    assert sorted(order) == list(range(n)) and statuses == {"done"}  # each once, all done
+    assert summary["frames_inferred"] == n and summary["frames_not_inferred"] == 0
     went_past = [i for _, i in runtime.skipped]
     assert summary["frames_skipped"] == len(went_past)
-    if recording:  # read at inference's pace: it waited with frame 0 held and 8 queued
-        assert backlog.waited and backlog.most == 8
-        assert went_past == [] and order == list(range(60))
+    if recording:  # read at inference's pace: it waited with frame 0 held and 4 queued
+        assert backlog.waited and backlog.most == limit
+        assert went_past == [] and order == list(range(n))
         return
-    assert not backlog.waited and backlog.most == 8  # the source did not wait
-    # Frame 0 held, 8 frames waiting: the other 51 went past, and were inferred once
-    # the backlog ran dry.
-    waited = list(range(52, 60)) if policy == "skip-oldest" else list(range(1, 9))
-    assert went_past == sorted(set(range(1, 60)) - set(waited))  # in the order they went
-    assert order[:9] == [0, *waited]
-    assert set(order[9:]) == set(went_past)
+    assert not backlog.waited and backlog.most == limit  # the source did not wait
+    # Frame 0 held, 4 frames waiting (the newest, or the oldest): the other 15 went
+    # past, and were inferred once the backlog ran dry.
+    waited = [16, 17, 18, 19] if policy == "skip-oldest" else [1, 2, 3, 4]
+    assert went_past == sorted(set(range(1, n)) - set(waited))  # in the order they went
+    assert order[: 1 + limit] == [0, *waited]
+    assert set(order[1 + limit :]) == set(went_past)
 
 
 class EndlessDir(DirSource):
