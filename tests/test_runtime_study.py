@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from edge.runtime import config as settings
 from edge.runtime.models import Models
@@ -24,6 +25,7 @@ from firmware_bridge.sources import DirSource
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
+pytestmark = pytest.mark.slow  # the runtime and the demo in processes of their own
 
 
 def _frames(folder: Path, n: int, start: int = 0) -> Path:
