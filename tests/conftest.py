@@ -1,10 +1,21 @@
 """Shared fixtures: synthetic frames written to disk, a tiny model trained and converted
-by the real convert pipeline, and the real data where it is present."""
+by the real convert pipeline, and the real data where it is present.
+
+Markers (registered in pyproject.toml) follow from the fixtures a test takes: ``tiny_run``
+and ``tiny_detector`` make it ``tensorflow`` and ``slow``, ``lean_python`` makes it
+``slow``, ``hyper_kvasir`` makes it ``data``; modules and tests mark the rest themselves.
+``--no-tensorflow`` runs as if tensorflow and keras were not installed: importing them
+fails, and the tests marked ``tensorflow`` are skipped."""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -15,6 +26,57 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 HYPER_KVASIR = SHARED_DATA / "hyper-kvasir"
 
 TINY_CLASSES = ("mucosa", "stool")
+
+HOST_ONLY = ("tensorflow", "keras", "tf_keras")
+MARKS_OF_FIXTURES = {
+    "tiny_run": ("tensorflow", "slow"),
+    "tiny_detector": ("tensorflow", "slow"),
+    "lean_python": ("slow",),
+    "hyper_kvasir": ("data",),
+}
+
+
+class NoTensorflow(importlib.abc.MetaPathFinder):
+    """Imports of tensorflow and keras fail, as in the lean environment."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> None:
+        if fullname.split(".")[0] in HOST_ONLY:
+            raise ModuleNotFoundError(f"{fullname} is blocked (--no-tensorflow)", name=fullname)
+        return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-tensorflow",
+        action="store_true",
+        help="fail every import of tensorflow or keras; skip the tests marked tensorflow",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--no-tensorflow"):
+        loaded = sorted({m.split(".")[0] for m in sys.modules} & set(HOST_ONLY))
+        if loaded:
+            raise pytest.UsageError(f"--no-tensorflow: {', '.join(loaded)} already imported")
+        sys.meta_path.insert(0, NoTensorflow())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--no-tensorflow"):
+        without = "tensorflow is blocked (--no-tensorflow)"
+    elif importlib.util.find_spec("tensorflow") is None:
+        without = "tensorflow is not installed (the convert profile brings it)"
+    else:
+        without = ""
+    for item in items:
+        for fixture, marks in MARKS_OF_FIXTURES.items():
+            if fixture in item.fixturenames:
+                for mark in marks:
+                    item.add_marker(mark)
+        if without and item.get_closest_marker("tensorflow"):
+            item.add_marker(pytest.mark.skip(reason=without))
 
 
 def synthetic_frame(label: str, rng: np.random.Generator, width: int = 200, height: int = 168):

@@ -137,6 +137,7 @@ def test_options_are_validated(make: Any, message: str):
         make()
 
 
+@pytest.mark.slow
 def test_the_bound_on_threads_runs_everywhere():
     """MAX_THREADS itself must work on every backend (100000 crashed LiteRT)."""
     frame = _frames()[0]

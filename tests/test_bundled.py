@@ -56,12 +56,14 @@ def validation(hyper_kvasir: Path) -> dict:
 
 @pytest.mark.parametrize("blackout", [False, True])
 @pytest.mark.parametrize("backend", ["litert", "openvino"])
+@pytest.mark.slow
 def test_default_int8_reaches_its_promise(validation, backend, blackout):
     r = validation[backend, blackout]
     assert r.metrics["n"] == len(json.loads((DEFAULT / "split.json").read_text())["validation"])
     assert r.metrics["macro_f1"] >= 0.90
 
 
+@pytest.mark.slow
 def test_litert_and_openvino_int8_agree(validation):
     assert validation["litert", False].keys == validation["openvino", False].keys
     a = np.array(validation["litert", False].predictions)

@@ -22,6 +22,8 @@ KVASIR_SEG = SHARED_DATA / "kvasir-seg"
 SPLIT = models_root() / DEFAULTS["classification"] / "split.json"
 
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.data,
     pytest.mark.skipif(not (FOLDER / "int8.tflite").is_file(), reason="no bundled detector"),
     pytest.mark.skipif(not KVASIR_SEG.is_dir(), reason=f"real data not present at {KVASIR_SEG}"),
 ]

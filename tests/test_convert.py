@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.cli import main as convert_main
 from edge.models.card import load_card
 from tests.conftest import synthetic_frame, write_rgb
 
-pytest.importorskip("tensorflow")
-
-from convert.cli import main as convert_main
+# capsule-convert's commands import tensorflow when they run (convert.cli does not).
+pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
 
 def test_every_artefact_has_a_complete_card(tiny_run: Path):

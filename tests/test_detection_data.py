@@ -99,6 +99,7 @@ def test_an_empty_label_file_is_polyp_free(tmp_path: Path):
     assert [s.boxes for s in ds.samples] == [()] and not ds.set_aside
 
 
+@pytest.mark.data
 def test_real_kvasir_seg():
     root = SHARED_DATA / "kvasir-seg"
     if not root.is_dir():

@@ -177,6 +177,7 @@ def test_a_token_is_needed_when_set(serve):
         assert _get(f"{server.url}{path}", token=TOKEN)[0] == 200
 
 
+@pytest.mark.slow
 def test_idle_connections_are_closed(serve):
     server = serve(timeout_s=1.0)
     never_asked = _connect(server)
@@ -187,6 +188,7 @@ def test_idle_connections_are_closed(serve):
     assert _closed_by_server(asked_once)
 
 
+@pytest.mark.slow
 def test_a_client_that_stalls_or_trickles_a_request_is_cut(serve):
     server = serve(timeout_s=1.0)
     stalled = _connect(server)
@@ -226,6 +228,7 @@ def test_connections_are_bounded(serve):
         sock.close()
 
 
+@pytest.mark.slow
 def test_two_hundred_idle_connections_do_not_stay(serve):
     server = serve(max_connections=32, timeout_s=1.0)
     held = [_connect(server) for _ in range(200)]
@@ -235,6 +238,7 @@ def test_two_hundred_idle_connections_do_not_stay(serve):
         sock.close()
 
 
+@pytest.mark.slow
 def test_the_server_process_ends_with_the_runtime(tmp_path: Path):
     code = (
         "import sys, time\n"

@@ -245,6 +245,8 @@ def test_a_jpeg_ending_in_exact_mid_grey_is_taken_for_a_truncated_one():
     assert decode_image(_encoded(".jpg", grey), "f.jpg").shape == (48, 64, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.data
 def test_no_real_jpeg_is_taken_for_a_truncated_one():
     """False positives of the truncation checks on every real JPEG: none."""
     files = sorted(p for p in SHARED_DATA.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))

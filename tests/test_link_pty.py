@@ -25,6 +25,7 @@ from firmware_bridge.simulator import frame_bytes
 from firmware_bridge.transport import Receiver, SerialTransport
 
 DEADLINE_S = 240
+pytestmark = pytest.mark.slow  # the simulator in a process of its own, on ptys
 
 
 @dataclass

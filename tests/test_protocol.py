@@ -368,6 +368,7 @@ def test_split_points_do_not_change_the_outcome():
 # 4. Resync and bounded memory ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_megabytes_of_noise_then_a_message():
     noise = random.Random(20240611).randbytes(50_000_000)
     payload = random.Random(1).randbytes(30_000)

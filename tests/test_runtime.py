@@ -1,12 +1,15 @@
 """``capsule-edge run`` and ``demo`` end to end: the recorder simulator on a real pty in
-its own process, the runtime in the lean environment in another, a real study folder.
+its own process, the runtime in the lean environment in another, a real study folder;
+on the bundled int8 models (no tensorflow).
 
 Runs end when the simulator exits (everything it sent is acknowledged); a deadline only
-guards against a hang.
+guards against a hang. Where inference must be slower than the frames arrive, the test
+holds it (an Event) and says when it goes on: no sleeping, whatever this machine's speed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,30 +21,30 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
+from edge.bundled import models_root
 from edge.frames import decode_image
 from edge.models.card import load_card
 from edge.runtime import config as settings
+from edge.runtime.backlog import Backlog
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
 from edge.runtime.sources import DirSource
 from edge.runtime.status_line import StatusLine
+from edge.runtime.study_run import run_study
 from edge.study.store import Study
 from firmware_bridge.protocol import crc32
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 240
-
-
-def _models(tiny_run: Path, tiny_detector: Path) -> list[str]:
-    return [
-        *("--classifier-model", str(tiny_run / "int8.tflite")),
-        *("--detector-model", str(tiny_detector / "int8.tflite")),
-    ]
+HOLD_S = 30  # a held inference waits this long at most for the test to let it go on
+CLASSIFIER = models_root() / "classifier" / "edgecnn" / "int8.tflite"
+DETECTOR = models_root() / "detector" / "yolov5s-256" / "int8.tflite"
+MODELS = ["--classifier-model", str(CLASSIFIER), "--detector-model", str(DETECTOR)]
 
 
 def _simulator(python: Path, tmp: Path, count: int, fps: float, *extra: str):
@@ -102,16 +105,14 @@ def _check_study_against_truth(study: Path, truth: dict) -> None:
         s.close()
 
 
-def test_run_on_a_pty_stores_infers_and_answers(
-    lean_python: Path, tiny_run: Path, tiny_detector: Path, tmp_path: Path
-):
+def test_run_on_a_pty_stores_infers_and_answers(lean_python: Path, tmp_path: Path):
     sim, link = _simulator(lean_python, tmp_path, 40, 0)
     study = tmp_path / "study"
     run = _runtime(
         lean_python,
         [
             *("--source", f"serial://{link}", "--study", str(study), "--http-port", "0"),
-            *("-q", "--jsonl", *_models(tiny_run, tiny_detector)),
+            *("-q", "--jsonl", *MODELS),
         ],
     )
     assert run.stderr is not None and run.stdout is not None
@@ -143,7 +144,7 @@ def test_run_on_a_pty_stores_infers_and_answers(
     assert "capsule_edge_stage_ms" in metrics and 'stage="detector"' in metrics
     # RESULTs reached the recorder and say what the study holds.
     db = _db(study)
-    labels = load_card(tiny_run / "int8.tflite").labels
+    labels = load_card(CLASSIFIER).labels
     for key, (class_id, _, _) in truth["results"].items():
         session, index = map(int, key.split(":"))
         (label,) = db.execute(
@@ -155,15 +156,13 @@ def test_run_on_a_pty_stores_infers_and_answers(
     assert "Traceback" not in err
 
 
-def test_sigkill_at_random_moments_then_resume_loses_nothing(
-    lean_python: Path, tiny_run: Path, tiny_detector: Path, tmp_path: Path
-):
+def test_sigkill_at_random_moments_then_resume_loses_nothing(lean_python: Path, tmp_path: Path):
     count = 240
     sim, link = _simulator(lean_python, tmp_path, count, 60)
     study = tmp_path / "study"
     args = [
         *("--source", f"serial://{link}", "--study", str(study), "--no-http", "-q", "--jsonl"),
-        *_models(tiny_run, tiny_detector),
+        *MODELS,
     ]
     rng = random.Random(5)
     kills = 0
@@ -196,64 +195,121 @@ def _frame_folder(tiny_dataset: Path, tmp_path: Path, n: int) -> Path:
     return frames
 
 
-def _classifier_only(tiny_run: Path) -> settings.Config:
-    return settings.load(
-        None, {"classifier.model": str(tiny_run / "int8.tflite"), "detector.enabled": False}
-    )
+def _classifier_only() -> settings.Config:
+    return settings.load(None, {"classifier.model": str(CLASSIFIER), "detector.enabled": False})
 
 
-class SlowModels(Models):
-    """The real models, made slower than the frames arrive (a slow device)."""
+class HeldModels(Models):
+    """The real models, whose inference waits until ``go`` is set: the test, not this
+    machine's speed, decides when frames are inferred. ``inferring`` is set once a
+    frame is held."""
 
-    delay_s = 0.03
+    go: threading.Event
+    inferring: threading.Event
+
+    @classmethod
+    def held(cls, config: settings.Config, go: threading.Event) -> HeldModels:
+        models = cls.open(config)
+        assert isinstance(models, HeldModels)
+        models.go, models.inferring = go, threading.Event()
+        return models
 
     def infer(self, image):
-        time.sleep(self.delay_s)
+        self.inferring.set()
+        if not self.go.wait(HOLD_S):
+            raise TimeoutError("the test never let inference go on")
         return super().infer(image)
+
+
+class HeldFirstDir(DirSource):
+    """A folder whose second frame is read only once the first is held in inference,
+    and which sets ``read_all`` once every file was read."""
+
+    def __init__(self, folder: Path, models: HeldModels, read_all: threading.Event) -> None:
+        super().__init__(folder)
+        self.models = models
+        self.read_all = read_all
+        self.sent = 0
+
+    def poll(self):
+        if self.sent == 1:
+            assert self.models.inferring.wait(HOLD_S), "the first frame was never inferred"
+        frames = super().poll()
+        self.sent += len(frames)
+        return frames
+
+    @property
+    def finished(self) -> bool:
+        if super().finished:
+            self.read_all.set()
+        return super().finished
+
+
+class WatchedBacklog(Backlog):
+    """The runtime's backlog, noting whether the reader waited for room in it (and then
+    setting ``go``) and the most frames it held."""
+
+    def __init__(self, limit: int, policy: str, go: threading.Event) -> None:
+        super().__init__(limit, policy)
+        self.go = go
+        self.waited = False
+        self.most = 0
+
+    def put(self, work, *, live=True):
+        skipped = super().put(work, live=live)
+        self.most = max(self.most, len(self))
+        return skipped
+
+    def wait_for_room(self, timeout: float) -> bool:
+        if len(self) >= self.limit:
+            self.waited = True
+            self.go.set()
+        return super().wait_for_room(timeout)
 
 
 @pytest.mark.parametrize(
     ("recording", "policy"), [(True, "skip-oldest"), (False, "skip-oldest"), (False, "skip-newest")]
 )
 def test_slow_inference_never_costs_a_frame(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, recording: bool, policy: str
+    tiny_dataset: Path, tmp_path: Path, recording: bool, policy: str
 ):
-    """A recording waits for inference; a live source's frames may go past a full
-    backlog, and are inferred once the backlog runs dry: none is skipped for good."""
-    frames = _frame_folder(tiny_dataset, tmp_path, 60)
-    models = SlowModels.open(_classifier_only(tiny_run))
+    """Inference holds the first frame until the source waits for room in the backlog of
+    4 (a recording) or has sent all 20 frames (a live one). A recording waits for
+    inference; a live source's frames go past the full backlog as its policy says, and
+    are inferred once the backlog runs dry: none is skipped for good."""
+    n, limit = 20, 4
+    frames = _frame_folder(tiny_dataset, tmp_path, n)
+    go = threading.Event()  # the reader waits for room, or has read everything
+    models = HeldModels.held(_classifier_only(), go)
     study = Study(tmp_path / "study")
+    source = HeldFirstDir(frames, models, go)
     runtime = Runtime(
-        DirSource(frames),
-        study,
-        models,
-        backlog=8,
-        policy=policy,
-        drain_s=600,
-        recording=recording,
+        source, study, models, backlog=limit, policy=policy, drain_s=600, recording=recording
     )
+    backlog = runtime.backlog = WatchedBacklog(limit, policy, go)
     summary = runtime.run(threading.Event())
     study.close()
     models.close()
 
     db = _db(tmp_path / "study")
-    assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (60,)
+    assert db.execute("SELECT COUNT(*) FROM frames").fetchone() == (n,)
     order = [i for i, s in db.execute("SELECT idx, status FROM inference ORDER BY rowid")]
     statuses = {s for (s,) in db.execute("SELECT status FROM inference")}
-    assert sorted(order) == list(range(60)) and statuses == {"done"}  # each once, all done
-    assert summary["frames_inferred"] == 60 and summary["frames_not_inferred"] == 0
-    went_past = sorted(i for _, i in runtime.skipped)
+    assert sorted(order) == list(range(n)) and statuses == {"done"}  # each once, all done
+    assert summary["frames_inferred"] == n and summary["frames_not_inferred"] == 0
+    went_past = [i for _, i in runtime.skipped]
     assert summary["frames_skipped"] == len(went_past)
-    if recording:
-        assert went_past == []  # read at inference's pace
-        assert order == list(range(60))
+    if recording:  # read at inference's pace: it waited with frame 0 held and 4 queued
+        assert backlog.waited and backlog.most == limit
+        assert went_past == [] and order == list(range(n))
         return
-    assert went_past  # the source did not wait: the backlog overflowed
-    assert set(order[-len(went_past) :]) == set(went_past)  # inferred once it ran dry
-    if policy == "skip-oldest":
-        assert 59 not in went_past  # the newest frames went first
-    else:
-        assert 0 not in went_past  # the oldest frames went first, in order
+    assert not backlog.waited and backlog.most == limit  # the source did not wait
+    # Frame 0 held, 4 frames waiting (the newest, or the oldest): the other 15 went
+    # past, and were inferred once the backlog ran dry.
+    waited = [16, 17, 18, 19] if policy == "skip-oldest" else [1, 2, 3, 4]
+    assert went_past == sorted(set(range(1, n)) - set(waited))  # in the order they went
+    assert order[: 1 + limit] == [0, *waited]
+    assert set(order[1 + limit :]) == set(went_past)
 
 
 class EndlessDir(DirSource):
@@ -272,15 +328,13 @@ class EndlessDir(DirSource):
         return False
 
 
-def test_a_stream_said_to_be_done_is_inferred_to_its_end(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path
-):
+def test_a_stream_said_to_be_done_is_inferred_to_its_end(tiny_dataset: Path, tmp_path: Path):
+    """Inference is held until the stream is said to be done: all 20 frames are still
+    to be inferred then, and are, with no drain time."""
     frames = _frame_folder(tiny_dataset, tmp_path, 20)
-    models = SlowModels.open(
-        _classifier_only(tiny_run)
-    )  # 20 frames x 30 ms: still inferring when it ends
-    study = Study(tmp_path / "study")
     stop, done = threading.Event(), threading.Event()
+    models = HeldModels.held(_classifier_only(), done)
+    study = Study(tmp_path / "study")
     runtime = Runtime(EndlessDir(frames, done), study, models, backlog=100, drain_s=0.0)
     watchdog = threading.Timer(60, stop.set)  # only if `done` were ignored
     watchdog.start()
@@ -292,25 +346,35 @@ def test_a_stream_said_to_be_done_is_inferred_to_its_end(
         models.close()
     assert not stop.is_set()
     assert summary["frames_stored"] == summary["frames_inferred"] == 20
-    assert summary["backlog_left"] == 0
+    assert summary["backlog_left"] == 0 and summary["frames_not_inferred"] == 0
 
 
-class RecordingModels(SlowModels):
-    """The real models, slow, noting which worker thread inferred which frame."""
+class MeetingModels(Models):
+    """The real models, noting the threads that inferred with them; the first frame of
+    each waits until every worker is inferring one (``meeting``)."""
 
-    ran_on: ClassVar[list[str]] = []
+    meeting: threading.Barrier
+    ran_on: list[str]
+
+    @classmethod
+    def meet(cls, config: settings.Config, meeting: threading.Barrier) -> MeetingModels:
+        models = cls.open(config)
+        assert isinstance(models, MeetingModels)
+        models.meeting, models.ran_on = meeting, []
+        return models
 
     def infer(self, image):
+        if not self.ran_on:
+            self.meeting.wait()
         self.ran_on.append(threading.current_thread().name)
         return super().infer(image)
 
 
-def test_workers_share_the_backlog_and_infer_each_frame_once(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path
-):
+def test_workers_share_the_backlog_and_infer_each_frame_once(tiny_dataset: Path, tmp_path: Path):
     frames = _frame_folder(tiny_dataset, tmp_path, 40)
-    config = _classifier_only(tiny_run)
-    workers = [RecordingModels.open(config) for _ in range(3)]
+    config = _classifier_only()
+    meeting = threading.Barrier(3, timeout=HOLD_S)  # three frames inferred at once
+    workers = [MeetingModels.meet(config, meeting) for _ in range(3)]
     reference = Models.open(config)
     study = Study(tmp_path / "study")
     out = io.StringIO()
@@ -321,7 +385,10 @@ def test_workers_share_the_backlog_and_infer_each_frame_once(
         models.close()
 
     assert summary["frames_inferred"] == 40 and summary["frames_skipped"] == 0
-    assert len(set(RecordingModels.ran_on)) == 3  # every worker took frames
+    assert not meeting.broken  # all three were inferring at once
+    threads = [set(models.ran_on) for models in workers]
+    assert all(len(t) == 1 for t in threads) and len(set.union(*threads)) == 3  # one each
+    assert sum(len(models.ran_on) for models in workers) == 40
     db = _db(tmp_path / "study")
     statuses = db.execute("SELECT idx, status FROM inference ORDER BY idx").fetchall()
     assert statuses == [(i, "done") for i in range(40)]  # each frame once
@@ -343,75 +410,84 @@ def _run_main(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_bad_settings_and_models_are_one_line_errors(
-    tiny_run: Path, tiny_detector: Path, tmp_path: Path, capsys
-):
-    frames = f"dir://{tmp_path}"
-    study = ["--study", str(tmp_path / "s"), "--no-http", "-q"]
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text("[pipeline]\nbacklogg = 3\n")
-    code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
-    assert code == 2 and "unknown key pipeline.backlogg" in err
+def _unknown_key(tmp: Path) -> tuple[list[str], str]:
+    (cfg := tmp / "bad.toml").write_text("[pipeline]\nbacklogg = 3\n")
+    return ["--config", str(cfg)], f"{cfg}: unknown key pipeline.backlogg"
 
-    code, err = _run_main(["--source", frames, *study, "--workers", "-1"], capsys)
-    assert code == 2 and "pipeline.workers" in err and "between 0 and 64" in err
 
-    cfg.write_text("[link]\nchunk = 8\n")
-    code, err = _run_main(["--source", frames, "--config", str(cfg), *study], capsys)
-    assert code == 2 and "link.chunk" in err and "16-65535" in err
+def _negative_workers(tmp: Path) -> tuple[list[str], str]:
+    return ["--workers", "-1"], "command line: pipeline.workers must be between 0 and 64, got -1"
 
-    code, err = _run_main(
-        ["--source", frames, *study, "--classifier-model", str(tmp_path / "nope.tflite")], capsys
-    )
-    assert code == 2 and "nope.tflite: no such file" in err
 
-    wrong_task = ["--detector-model", str(tiny_run / "int8.tflite")]
-    code, err = _run_main(["--source", frames, *study, *wrong_task], capsys)
-    assert code == 2 and "not detection" in err
+def _tiny_chunk(tmp: Path) -> tuple[list[str], str]:
+    (cfg := tmp / "bad.toml").write_text("[link]\nchunk = 8\n")
+    return ["--config", str(cfg)], f"{cfg}: link.chunk must be 0 (by transport) or 16-65535, got 8"
 
-    tampered = tmp_path / "tampered"
-    tampered.mkdir()
-    for f in ("int8.tflite", "int8.tflite.card.json"):
-        (tampered / f).write_bytes((tiny_run / f).read_bytes())
-    data = bytearray((tampered / "int8.tflite").read_bytes())
+
+def _missing_model(tmp: Path) -> tuple[list[str], str]:
+    missing = tmp / "nope.tflite"
+    return ["--classifier-model", str(missing)], f"[classifier] model {missing}: no such file"
+
+
+def _classifier_as_detector(tmp: Path) -> tuple[list[str], str]:
+    card = f"{CLASSIFIER}.card.json"
+    return ["--detector-model", str(CLASSIFIER)], f"{card}: task is 'classification', not detection"
+
+
+def _tampered_model(tmp: Path) -> tuple[list[str], str]:
+    tampered = tmp / "tampered" / CLASSIFIER.name
+    tampered.parent.mkdir()
+    card = Path(f"{CLASSIFIER}.card.json")
+    (tampered.parent / card.name).write_bytes(card.read_bytes())
+    data = bytearray(CLASSIFIER.read_bytes())
     data[-1] ^= 0xFF
-    (tampered / "int8.tflite").write_bytes(bytes(data))
-    code, err = _run_main(
-        [
-            "--source",
-            frames,
-            *study,
-            "--no-detector",
-            "--classifier-model",
-            str(tampered / "int8.tflite"),
-        ],
-        capsys,
+    tampered.write_bytes(bytes(data))
+    actual = hashlib.sha256(data).hexdigest()
+    expected = json.loads(card.read_text())["sha256"]
+    return (
+        ["--no-detector", "--classifier-model", str(tampered)],
+        f"{tampered}: sha256 {actual[:12]}… does not match its card ({expected[:12]}…)",
     )
-    assert code == 2 and "does not match its card" in err
-    for message in (err,):
-        assert "Traceback" not in message and len(message.strip().splitlines()) == 1
 
 
-def test_busy_and_missing_serial_ports_are_clear(tiny_run: Path, tmp_path: Path, capsys):
+@pytest.mark.parametrize(
+    "misuse",
+    [
+        _unknown_key,
+        _negative_workers,
+        _tiny_chunk,
+        _missing_model,
+        _classifier_as_detector,
+        _tampered_model,
+    ],
+)
+def test_bad_settings_and_models_are_one_line_errors(
+    misuse: Callable[[Path], tuple[list[str], str]], tmp_path: Path, capsys
+):
+    args, message = misuse(tmp_path)
+    study = ["--study", str(tmp_path / "s"), "--no-http", "-q"]
+    code, err = _run_main(["--source", f"dir://{tmp_path}", *study, *args], capsys)
+    assert (code, err) == (2, f"capsule-edge: {message}\n")
+
+
+def test_busy_and_missing_serial_ports_are_clear(tmp_path: Path, capsys):
     import serial
 
     master, slave = os.openpty()
     path = os.ttyname(slave)
     holder = serial.Serial(path, exclusive=True)
+    study = tmp_path / "s"
     try:
-        args = [
-            "--study",
-            str(tmp_path / "s"),
-            "--no-http",
-            "-q",
-            "--no-detector",
-            "--classifier-model",
-            str(tiny_run / "int8.tflite"),
-        ]
+        args = ["--study", str(study), "--no-http", "-q", "--no-detector"]
         code, err = _run_main(["--source", f"serial://{path}", *args], capsys)
-        assert code == 2 and "busy" in err
+        assert (code, err) == (
+            2,
+            f"capsule-edge: {path}: cannot open (busy: another program has it open)\n",
+        )
         code, err = _run_main(["--source", "serial:///dev/ttyNOPE7", *args], capsys)
-        assert code == 2 and "/dev/ttyNOPE7: cannot open" in err
+        assert code == 2 and err.startswith("capsule-edge: /dev/ttyNOPE7: cannot open (")
+        assert err.count("\n") == 1 and "No such file or directory" in err
+        assert not study.exists()  # the port is opened first: nothing was created
     finally:
         holder.close()
         os.close(master)
@@ -419,7 +495,7 @@ def test_busy_and_missing_serial_ports_are_clear(tiny_run: Path, tmp_path: Path,
 
 
 def test_a_silent_fall_back_to_the_cpu_is_warned_about_and_recorded(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+    tiny_dataset: Path, tmp_path: Path, capsys
 ):
     import openvino as ov
 
@@ -428,7 +504,7 @@ def test_a_silent_fall_back_to_the_cpu_is_warned_about_and_recorded(
     frames = _frame_folder(tiny_dataset, tmp_path, 4)
     cfg = tmp_path / "npu.toml"
     cfg.write_text(
-        f'[classifier]\nbackend = "openvino"\nmodel = "{tiny_run / "int8.xml"}"\n'
+        f'[classifier]\nbackend = "openvino"\nmodel = "{CLASSIFIER.with_suffix(".xml")}"\n'
         'device = "AUTO:NPU,CPU"\n'
     )
     study = tmp_path / "s"
@@ -442,27 +518,58 @@ def test_a_silent_fall_back_to_the_cpu_is_warned_about_and_recorded(
     assert "no NPU" in described["fallback"] and "CPU" in described["device"]
 
 
-def test_a_recording_is_read_by_one_single_threaded_worker_per_core(
-    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+CORES = 3  # what this machine is said to have below, whatever it has
+
+
+@pytest.mark.parametrize(
+    ("recording", "given", "workers", "setting", "threads", "why"),
+    [
+        # A recording: one single-threaded worker per core.
+        (True, {}, CORES, 1, 1, "chosen for a recording"),
+        # Threads set by hand are kept, with fewer workers to match.
+        (True, {"classifier.threads": CORES}, 1, CORES, CORES, "chosen for a recording"),
+        # A live source: one worker, every core (threads = 0) on it.
+        (False, {}, 1, 0, CORES, "chosen for a live source"),
+        # A number of workers set is what runs, whatever the source.
+        (True, {"pipeline.workers": 2}, 2, 0, CORES, "as set on the command line"),
+    ],
+)
+def test_workers_and_threads_are_chosen_for_the_source(
+    tiny_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recording: bool,
+    given: dict,
+    workers: int,
+    setting: int,
+    threads: int,
+    why: str,
 ):
+    monkeypatch.setattr(os, "cpu_count", lambda: CORES)
     frames = _frame_folder(tiny_dataset, tmp_path, 6)
     study = tmp_path / "s"
-    args = ["--study", str(study), "--no-detector", "--no-http", "-q"]
-    args += ["--classifier-model", str(tiny_run / "int8.tflite")]
-    code, err = _run_main(["--source", f"dir://{frames}", *args], capsys)
-    assert code == 0, err
-    workers = os.cpu_count() or 1
-    assert f"{workers} inference worker(s), chosen for a recording" in err
+    overrides = {"source": f"dir://{frames}", "study": str(study), "http.enabled": False}
+    overrides |= {"classifier.model": str(CLASSIFIER), "detector.enabled": False, **given}
+    said = io.StringIO()
+    summary = run_study(
+        settings.load(None, overrides),
+        threading.Event(),
+        status=False,
+        announce=said,
+        recording=recording,
+    )
+    assert summary["error"] is None and summary["frames_inferred"] == 6
+    lines = said.getvalue().splitlines()
+    assert f"capsule-edge: {workers} inference worker(s), {why}" in lines
+    (described,) = [line for line in lines if line.startswith("capsule-edge: classifier ")]
+    assert described.endswith(f", {threads} thread(s)")
     (record,) = _db(study).execute("SELECT settings FROM runs").fetchall()
     chosen = json.loads(record[0])["settings"]
-    assert chosen["pipeline.workers"] == workers and chosen["classifier.threads"] == 1
-    assert _db(study).execute(
-        "SELECT count(*) FROM inference WHERE status = 'done'"
-    ).fetchone() == (6,)
+    assert (chosen["pipeline.workers"], chosen["classifier.threads"]) == (workers, setting)
 
 
 def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
-    lean_python: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+    lean_python: Path, tiny_dataset: Path, tmp_path: Path
 ):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -480,7 +587,7 @@ def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
         lean_python,
         [
             *("--source", f"dir://{frames}", "--study", str(study), "--no-http", "-q"),
-            *("--no-detector", "--classifier-model", str(tiny_run / "int8.tflite")),
+            *("--no-detector", "--classifier-model", str(CLASSIFIER)),
         ],
         preexec_fn=small_disk,
     )
@@ -497,14 +604,16 @@ def test_a_full_disk_stops_cleanly_and_keeps_what_was_stored(
         s.close()
 
 
+# The demo told this machine has CORES cores (the simulator it starts is told nothing).
+DEMO = (
+    f"import os, sys; os.cpu_count = lambda: {CORES}; "
+    "from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @pytest.mark.parametrize("with_data", [False, True])
 def test_demo_streams_over_a_pty_and_writes_its_summary(
-    lean_python: Path,
-    tiny_run: Path,
-    tiny_detector: Path,
-    tiny_dataset: Path,
-    tmp_path: Path,
-    with_data: bool,
+    lean_python: Path, tiny_dataset: Path, tmp_path: Path, with_data: bool
 ):
     out = tmp_path / "demo"
     frames = ["--frames", str(tiny_dataset)] if with_data else []
@@ -513,18 +622,23 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
     config = tmp_path / "no-drain.toml"
     config.write_text("[pipeline]\ndrain_s = 0.0\n" + ("[link]\nchunk = 4096\n" * with_data))
     layout = ["--workers", "2", "--threads", "1"] if with_data else []
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     demo = subprocess.run(
         [
-            *(str(lean_python), "-m", "edge.cli", "demo", "--count", "30", "--fps", "0"),
+            *(str(lean_python), "-c", DEMO, "demo", "--count", "30", "--fps", "0"),
             *("--ber", "1e-5", "--seed", "3", "--out", str(out), "-q", *frames),
             *(*layout, "--config", str(config)),
-            *_models(tiny_run, tiny_detector),
+            *MODELS,
         ],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # no ../shared/data from here: synthetic frames unless --frames
         timeout=DEADLINE_S,
     )
+    wall_s = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children_cpu_s = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     assert demo.returncode == 0, demo.stderr
     said = f"frames from {tiny_dataset}" if with_data else "synthetic frames"
     assert said in demo.stderr and "Traceback" not in demo.stderr
@@ -540,12 +654,35 @@ def test_demo_streams_over_a_pty_and_writes_its_summary(
         .fetchone()
     )
     assert json.loads(link)["chunk"] == (4096 if with_data else 16384)
-    if not with_data:
-        workers = os.cpu_count() or 1
-        assert f"{workers} inference worker(s), chosen for a recording" in demo.stderr
-    assert summary["fps"] > 0 and summary["recorder_cpu_s"] > 0
-    assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
-    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    # An unthrottled demo is a recording: one single-threaded worker per core.
+    workers, why = (
+        (2, "as set on the command line") if with_data else (CORES, "chosen for a recording")
+    )
+    lines = demo.stderr.splitlines()
+    assert f"capsule-edge: {workers} inference worker(s), {why}" in lines
+    for role in ("classifier", "detector"):
+        (line,) = [x for x in lines if x.startswith(f"capsule-edge: {role} ")]
+        assert line.endswith(", 1 thread(s)")
+    # The figures agree with the study and with the clock: the run lasted no longer than
+    # the demo, and no less than from its first frame's arrival to its last findings (the
+    # study's times); a frame's latency (until its findings were committed) is no less
+    # than the study's time to its findings.
+    rows = (
+        _db(out / "study")
+        .execute("SELECT received_us, inferred_ms FROM frames JOIN inference USING (session, idx)")
+        .fetchall()
+    )
+    assert len(rows) == 30
+    span_s = max(us / 1e6 + ms / 1e3 for us, ms in rows) - min(us for us, _ in rows) / 1e6
+    elapsed_s = summary["frames_inferred"] / summary["fps"]
+    assert span_s <= elapsed_s * 1.01 and elapsed_s <= wall_s
+    ready_ms = sorted(ms for _, ms in rows)
+    latency = summary["latency_ms"]
+    assert set(latency) == {"p50", "p95", "p99"}
+    assert latency["p50"] >= ready_ms[14 - 1] * 0.98  # histogram bins are 1.9 % wide
+    assert latency["p99"] >= ready_ms[28 - 1] * 0.98 and latency["p99"] <= wall_s * 1e3
+    # The recorder's CPU time is part of what this test's child processes took.
+    assert 0 < summary["recorder_cpu_s"] <= children_cpu_s + 0.01
     _check_study_against_truth(out / "study", json.loads((out / "recorder.json").read_text()))
 
 
@@ -554,9 +691,9 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_status_line_shows_the_study_as_it_goes(tiny_run: Path, tiny_dataset: Path, tmp_path: Path):
+def test_status_line_shows_the_study_as_it_goes(tiny_dataset: Path, tmp_path: Path):
     frames = _frame_folder(tiny_dataset, tmp_path, 10)
-    models = Models.open(_classifier_only(tiny_run))
+    models = Models.open(_classifier_only())
     study = Study(tmp_path / "study")
     runtime = Runtime(DirSource(frames), study, models)
     runtime.run(threading.Event())

@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edge.bundled import default_model
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # demos in processes of their own
 
 
 def _demo(out: Path, *args: str) -> dict:

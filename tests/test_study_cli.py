@@ -20,6 +20,7 @@ from edge.study.lock import StudyLock
 from edge.study.store import Finding, Study
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every check is a capsule-edge process of its own
 
 
 def payload(session: int, index: int) -> bytes:
