@@ -104,16 +104,19 @@ class InferenceWorker:
 
     def _loop(self) -> None:
         try:
+            wait = WAIT_S
             while not self.stop.is_set():
-                work = self.backlog.get(WAIT_S)
+                work = self.backlog.get(wait)
                 if work is None:
                     # Nothing fresh: frames that went past earlier, or a resumed study's
-                    # (also while draining: the drain's deadline stops this).
+                    # (also while draining: the drain's deadline stops this). Fresh
+                    # frames come first, but while deferred ones remain none is waited for.
                     refs = self.deferred.take(1)
                     if not refs and self.backlog.closed:
                         break
                     for ref in refs:
                         self._infer(Work(ref, time.monotonic()))
+                    wait = 0.0 if refs else WAIT_S
                     continue
                 self._infer(work)
         except Exception as exc:  # what a single frame cannot explain: stop the study
