@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from edge.cli.simulate import spawn_simulator
 from firmware_bridge.host import HostLink
 from firmware_bridge.transport import Receiver, SerialTransport
 
@@ -33,10 +33,6 @@ def stream(count: int, size: int, *sim_args: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "truth.json"
         cmd = [
-            sys.executable,
-            "-m",
-            "edge.cli",
-            "simulate",
             "--count",
             str(count),
             "--size",
@@ -47,9 +43,7 @@ def stream(count: int, size: int, *sim_args: str) -> dict[str, Any]:
             "2",
             *sim_args,
         ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        path = proc.stdout.readline().strip()
+        proc, path = spawn_simulator(*cmd, stderr=None)
         link = HostLink()
         receiver = Receiver(SerialTransport(path), link)
         parse_s = 0.0

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge.cli.simulate import spawn_simulator
+
 REPO = Path(__file__).resolve().parents[1]
 RSS_BOUND_MB = 20.0  # allowed growth after warm-up
 FILES_BOUND = 2  # allowed growth of open file descriptors after warm-up
@@ -51,18 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     count = int(args.minutes * 60 * args.fps)
     link = out / "recorder.pty"
     frames = ["--frames", *map(str, args.frames), "--loop"] if args.frames else ["--mucosa"]
-    sim = subprocess.Popen(
-        [
-            *(args.python, "-m", "edge.cli", "simulate", "--pty", str(link)),
-            *("--count", str(count), "--fps", str(args.fps), *frames),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    sim, _ = spawn_simulator(
+        *("--pty", str(link), "--count", str(count), "--fps", str(args.fps), *frames),
+        python=args.python,
         cwd=REPO,
+        stderr=subprocess.DEVNULL,
     )
-    assert sim.stdout is not None
-    sim.stdout.readline()
     run = subprocess.Popen(
         [
             *(args.python, "-m", "edge.cli", "run", "--source", f"serial://{link}"),

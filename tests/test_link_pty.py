@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli.simulate import spawn_simulator
 from firmware_bridge.host import HostLink, ReceivedFrame
 from firmware_bridge.ledger import Outcome
 from firmware_bridge.protocol import Result, ResultStatus
@@ -63,10 +62,6 @@ def run_link(
     log = tmp_path / "truth.json"
     symlink = tmp_path / "ttyRECORDER"
     cmd = [
-        sys.executable,
-        "-m",
-        "edge.cli",
-        "simulate",
         "--pty",
         str(symlink),
         "--count",
@@ -86,9 +81,8 @@ def run_link(
     ]
     if not retransmit:
         cmd.append("--no-retransmit")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == str(symlink)
+    proc, address = spawn_simulator(*cmd)
+    assert address == str(symlink)
     link = HostLink(retransmit=retransmit, capacity=capacity, results=results is not None)
     if class_names is not None:
         link.set_classes(*class_names)
@@ -389,24 +383,9 @@ def test_bit_errors_at_1e_4_with_retransmission_lose_nothing(tmp_path: Path):
 def test_simulate_with_nobody_on_the_pty_gives_up_after_linger(tmp_path: Path):
     """Nobody opens the pty: the simulator must exit, non-zero, with one line."""
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.cli",
-            "simulate",
-            "--pty",
-            str(tmp_path / "tty"),
-            "--count",
-            "5",
-            "--linger",
-            "1.5",
-            "--log",
-            str(tmp_path / "truth.json"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, address = spawn_simulator(
+        *("--pty", str(tmp_path / "tty"), "--count", "5", "--linger", "1.5"),
+        *("--log", str(tmp_path / "truth.json")),
     )
     try:
         out, err = proc.communicate(timeout=30)
@@ -418,7 +397,7 @@ def test_simulate_with_nobody_on_the_pty_gives_up_after_linger(tmp_path: Path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "no reply from the host for 1.5 s" in lines[0], err
     assert "HELLO is unanswered" in lines[0]
-    assert out.strip() == str(tmp_path / "tty")
+    assert address == str(tmp_path / "tty") and not out.strip()
     assert 1.5 <= elapsed < 25
     assert (
         json.loads((tmp_path / "truth.json").read_text())["gave_up"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from edge.bundled import models_root
+from edge.cli.simulate import spawn_simulator
 from edge.frames import decode_image
 from edge.models.card import load_card
 from edge.runtime import config as settings
@@ -49,18 +50,12 @@ MODELS = ["--classifier-model", str(CLASSIFIER), "--detector-model", str(DETECTO
 
 def _simulator(python: Path, tmp: Path, count: int, fps: float, *extra: str):
     link = tmp / "recorder.pty"
-    sim = subprocess.Popen(
-        [
-            *(str(python), "-m", "edge.cli", "simulate", "--pty", str(link), "--mucosa"),
-            *("--count", str(count), "--fps", str(fps), "--log", str(tmp / "truth.json")),
-            *("--linger", "60", *extra),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sim, _ = spawn_simulator(
+        *("--pty", str(link), "--mucosa", "--count", str(count), "--fps", str(fps)),
+        *("--log", str(tmp / "truth.json"), "--linger", "60", *extra),
+        python=str(python),
         cwd=REPO,
     )
-    assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
     return sim, link
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.cli.simulate import spawn_simulator
 from edge.runtime import config as settings
 from edge.runtime.models import Models
 from edge.runtime.pipeline import Runtime
@@ -218,11 +219,11 @@ def test_a_study_folder_removed_mid_study_stops_it_before_more_is_acknowledged(
     tmp_path: Path,
 ):
     link, truth, study = tmp_path / "recorder.pty", tmp_path / "truth.json", tmp_path / "study"
-    sim = _popen(
-        *("simulate", "--pty", str(link), "--mucosa", "--count", "300", "--fps", "30"),
+    sim, _ = spawn_simulator(
+        *("--pty", str(link), "--mucosa", "--count", "300", "--fps", "30"),
         *("--log", str(truth), "--linger", "3"),
+        cwd=REPO,
     )
-    assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
     run = _popen(
         *("run", "--source", f"serial://{link}", "--study", str(study), "--jsonl"),
         *CLASSIFIER_ONLY,

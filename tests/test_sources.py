@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.cli.simulate import spawn_simulator
 from edge.errors import BadInputError
 from edge.runtime.sources import DirSource, LinkSource, VideoSource, open_source
 from firmware_bridge.ledger import Outcome
@@ -77,29 +76,11 @@ def test_bad_source_urls_say_what_is_wrong(url: str, message: str):
 
 
 def test_the_link_over_tcp(tmp_path: Path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.cli",
-            "simulate",
-            "--listen",
-            "0",
-            "--count",
-            "20",
-            "--size",
-            "5000",
-            "--fps",
-            "0",
-            "--linger",  # as in test_link_pty: a busy machine may starve the host a while
-            "10",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, url = spawn_simulator(
+        *("--listen", "0", "--count", "20", "--size", "5000", "--fps", "0"),
+        # As in test_link_pty: a busy machine may starve the host a while.
+        *("--linger", "10"),
     )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
     assert url.startswith("socket://127.0.0.1:")
     source = open_source(url)
     assert isinstance(source, LinkSource)

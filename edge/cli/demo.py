@@ -8,7 +8,6 @@ import json
 import logging
 import resource
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli.run import add_common, overrides, stop_on_signals
+from edge.cli.simulate import spawn_simulator
 from edge.errors import BadInputError
 from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
 
@@ -57,7 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config.values["link.chunk"] = USB_MAX_CHUNK
         config.origin["link.chunk"] = "chosen for an unthrottled demo"
     command = [
-        *(sys.executable, "-m", "edge.cli", "simulate", "--pty", str(link)),
+        *("--pty", str(link)),
         *("--count", str(args.count), "--fps", str(args.fps), "--ber", str(args.ber)),
         *("--seed", str(args.seed), "--log", str(truth), *frames),
         # The recorder waits for the host as long as loading the models may take on a
@@ -77,17 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     # Its own session: a Ctrl-C meant for the demo must not kill the recorder before it
     # has written its account of what it sent.
-    sim = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert sim.stdout is not None
-    if not sim.stdout.readline():
-        said = (sim.stderr.read().strip().splitlines() or ["no message"])[-1] if sim.stderr else ""
-        raise BadInputError(f"the recorder simulator did not start: {said}")
+    sim, _ = spawn_simulator(*command, own_session=True)
     stop = threading.Event()
     stop_on_signals(stop)
     # The simulated recorder closes its pty when it is done: that is the end of the

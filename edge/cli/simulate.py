@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge.cli.feeds import mucosa_frames, video_frames
+from edge.errors import BadInputError
 from firmware_bridge.faults import Faults
 from firmware_bridge.feeds import folder_frames, mixed_frames, synthetic_frames
 from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
@@ -203,3 +205,31 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("--log", type=Path, help="write the ground truth (JSON) here")
     s.set_defaults(func=cmd_simulate)
+
+
+def spawn_simulator(
+    *args: str,
+    python: str = sys.executable,
+    cwd: Path | None = None,
+    stderr: int | None = subprocess.PIPE,
+    own_session: bool = False,
+) -> tuple[subprocess.Popen[str], str]:
+    """``capsule-edge simulate ARGS`` in a process of its own, once it is listening: the
+    process and the address it printed first (a pty's path, or ``socket://`` with
+    ``--listen``). ``own_session``: a Ctrl-C meant for the caller does not reach it.
+    BadInputError, with its last line, if it did not start."""
+    proc = subprocess.Popen(
+        [python, "-m", "edge.cli", "simulate", *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=cwd,
+        start_new_session=own_session,
+    )
+    assert proc.stdout is not None
+    address = proc.stdout.readline().strip()
+    if not address:
+        said = proc.stderr.read().strip().splitlines() if proc.stderr else []
+        proc.wait()
+        raise BadInputError(f"the recorder simulator did not start: {(said or ['no message'])[-1]}")
+    return proc, address
