@@ -190,8 +190,11 @@ class Reception:
         """The recorder has sent every frame below ``next_unsent``."""
         next_index = beat.next_unsent
         if next_index > self._limit():
+            # A recorder that dropped frames while nobody heard their DROPs is this far
+            # ahead: take the window's part of it (memory stays bounded) and answer,
+            # or neither end moves again; the rest is learnt as the window moves on.
             self.counters["beyond_window"] += 1
-            return
+            next_index = self._limit()
         self._seen = max(self._seen, next_index - 1)
         if not self._resend:
             for index in range(self._next, next_index):

@@ -9,8 +9,10 @@ frames with anti-joins on their primary keys. Nothing is held in memory per fram
 
 A study a runtime is writing is read through a read-only connection, without its lock:
 records after the database's last frame are in flight then, not problems. Without a
-runtime they are what a stop left before its commit: never acknowledged, and cut by the
-next run, but problems until then (verify passes only on a study in a consistent state).
+runtime they are what a stop (a kill, a full disk) left before its commit: never
+acknowledged, and cut by the next run. They are a note when they are exactly what that
+run cuts (whole records of frames the database does not have, no more than one commit
+holds, and at most a torn write at a segment's end), and problems otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from edge.study.archive import Damage, Reader, Scanned
 from edge.study.errors import StudyError
 from edge.study.problems import Problem, Report
 from edge.study.readonly import StudyView, lock_holder, open_study
+from edge.study.store import MAX_COMMIT_FRAMES
 
 DELIVERED = ("delivered", "delivered_after_retransmit")
 AFTER_LAST = (
@@ -85,6 +88,11 @@ class _Merge:
         self.legacy: list[Damage] = []
         self.in_flight = 0
         self.sessions: set[int] = set()
+        # After the database's last frame, with no runtime: what the next run cuts.
+        self.tail: list[Problem] = []
+        self.tail_records = 0
+        self.tail_cut = True  # False: the next open refuses it rather than cut it
+        self.sizes: dict[int, int] = {}
         last = self.db.execute(
             "SELECT segment, offset FROM frames ORDER BY segment DESC, offset DESC LIMIT 1"
         ).fetchone()
@@ -104,7 +112,8 @@ class _Merge:
         found = archive.segments(self.view.archive_dir)
         self.report.segments = len(found)
         for number, path in found:
-            self.report.archive_bytes += path.stat().st_size
+            self.sizes[number] = path.stat().st_size
+            self.report.archive_bytes += self.sizes[number]
             yield from archive.scan(self.view.archive_dir, number)
 
     def run(self) -> None:
@@ -197,18 +206,20 @@ class _Merge:
             )
         else:
             kind, what = "unindexed", f"its record at {where} is not in the database"
-        if after:
-            what += f"; {AFTER_LAST}"
-        self.report.add(
-            Problem(
-                kind,
-                f"frame {rec.session}:{rec.index}: {what}",
-                rec.session,
-                rec.index,
-                item.segment,
-                item.offset,
-            )
+        problem = Problem(
+            kind,
+            f"frame {rec.session}:{rec.index}: {what}" + (f"; {AFTER_LAST}" if after else ""),
+            rec.session,
+            rec.index,
+            item.segment,
+            item.offset,
         )
+        if after:
+            self.tail.append(problem)
+            self.tail_records += 1
+            self.tail_cut &= kind == "unindexed"
+        else:
+            self.report.add(problem)
 
     def damaged(self, d: Damage) -> None:
         if d.what.startswith("records of schema 0"):
@@ -225,23 +236,34 @@ class _Merge:
             if (d.segment, d.offset) in self.explained:
                 continue  # a frame's damaged header, named by its frame
             what = f"hold no frame the database knows ({d.what})"
-            if (d.segment, d.offset) > self.last:
-                if self.report.in_use is not None:
-                    self.in_flight += 1  # a record being written as the archive was read
-                    continue
-                what += f"; {AFTER_LAST}"
-            self.report.add(
-                Problem(
-                    "damage",
-                    f"archive/{d.segment:06d}.bin: {d.length:,} bytes at offset {d.offset} {what}",
-                    segment=d.segment,
-                    offset=d.offset,
-                )
+            after = (d.segment, d.offset) > self.last
+            if after and self.report.in_use is not None:
+                self.in_flight += 1  # a record being written as the archive was read
+                continue
+            problem = Problem(
+                "damage",
+                f"archive/{d.segment:06d}.bin: {d.length:,} bytes at offset {d.offset} {what}"
+                + (f"; {AFTER_LAST}" if after else ""),
+                segment=d.segment,
+                offset=d.offset,
             )
+            if after:
+                self.tail.append(problem)
+                self.tail_cut &= d.offset + d.length == self.sizes[d.segment]  # a torn write
+            else:
+                self.report.add(problem)
         self.pending = []
 
     def finish(self) -> None:
         self.report.sessions = len(self.sessions)
+        if self.tail and self.tail_cut and self.tail_records <= MAX_COMMIT_FRAMES:
+            torn = len(self.tail) - self.tail_records
+            self.report.notes.append(
+                f"{self.tail_records} record(s){' and a torn write' if torn else ''} {AFTER_LAST}"
+            )
+        else:
+            for problem in self.tail:
+                self.report.add(problem)
         if self.report.in_use is not None:
             self.report.notes.append(
                 f"read while {self.report.in_use} writes it: what it had committed then"
