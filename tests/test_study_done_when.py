@@ -29,10 +29,13 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.cli.simulate import spawn_simulator
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
 HANG_S = 240
+pytestmark = pytest.mark.slow  # link studies in processes of their own
 AFTER_LAST = "left by a stop before its commit"  # what verify says of a kill's tail
 
 
@@ -85,11 +88,12 @@ def _frames(folder: Path, n: int = 40) -> Path:
 
 def _simulator(tmp: Path, *args: str | Path) -> tuple[subprocess.Popen, Path]:
     link = tmp / "recorder.pty"
-    sim = _popen(
-        *("simulate", "--pty", link, "--fps", "0", "--log", tmp / "truth.json"),
-        *("--linger", "30", *args),
+    sim, _ = spawn_simulator(
+        *("--pty", str(link), "--fps", "0", "--log", str(tmp / "truth.json")),
+        *("--linger", "30", *map(str, args)),
+        cwd=REPO,
+        env=ENV,
     )
-    assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
     return sim, link
 
 

@@ -213,6 +213,7 @@ def spawn_simulator(
     cwd: Path | None = None,
     stderr: int | None = subprocess.PIPE,
     own_session: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     """``capsule-edge simulate ARGS`` in a process of its own, once it is listening: the
     process and the address it printed first (a pty's path, or ``socket://`` with
@@ -225,6 +226,7 @@ def spawn_simulator(
         text=True,
         cwd=cwd,
         start_new_session=own_session,
+        env=env,
     )
     assert proc.stdout is not None
     address = proc.stdout.readline().strip()
