@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
 HANG_S = 240
+pytestmark = pytest.mark.slow  # the simulator, the runtime and capsule-edge study as processes
 AFTER_LAST = "left by a stop before its commit"  # what verify says of a kill's tail
 
 
@@ -87,7 +88,7 @@ def _simulator(tmp: Path, *args: str | Path) -> tuple[subprocess.Popen, Path]:
     link = tmp / "recorder.pty"
     sim = _popen(
         *("simulate", "--pty", link, "--fps", "0", "--log", tmp / "truth.json"),
-        *("--linger", "30", *args),
+        *("--linger", "10", *args),
     )
     assert sim.stdout is not None and sim.stdout.readline()  # the pty is there
     return sim, link
