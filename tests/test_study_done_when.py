@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
 HANG_S = 240
-pytestmark = pytest.mark.slow  # link studies in processes of their own
+pytestmark = pytest.mark.slow  # the simulator, the runtime and capsule-edge study as processes
 AFTER_LAST = "left by a stop before its commit"  # what verify says of a kill's tail
 
 
@@ -90,7 +90,7 @@ def _simulator(tmp: Path, *args: str | Path) -> tuple[subprocess.Popen, Path]:
     link = tmp / "recorder.pty"
     sim, _ = spawn_simulator(
         *("--pty", str(link), "--fps", "0", "--log", str(tmp / "truth.json")),
-        *("--linger", "30", *map(str, args)),
+        *("--linger", "10", *map(str, args)),
         cwd=REPO,
         env=ENV,
     )
