@@ -23,7 +23,7 @@ from edge.study.store import MAX_COMMIT_FRAMES, Finding, FrameRef, Study
 
 log = logging.getLogger(__name__)
 
-COMMIT_EVERY_S = 0.05  # findings wait at most this long for a commit
+COMMIT_EVERY_S = 0.01  # findings wait at most this long for a commit (one not fsynced)
 T = TypeVar("T")
 
 
