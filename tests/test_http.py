@@ -327,15 +327,16 @@ def test_run_refuses_a_public_address_without_a_token(lean_python: Path, tmp_pat
 
 
 def test_a_metrics_flood_does_not_slow_the_study(lean_python: Path, tmp_path: Path):
-    """A live demo at 30 fps with a small backlog, flooded with /metrics at 500 requests/s
-    from another process: every frame is inferred and none skipped, and the server
-    answered the flood. (The hand-written server took the pipeline's stats lock and
-    sorted percentiles for each request: latency went to seconds and frames were
-    skipped.)"""
+    """A live demo at 10 fps with a small backlog (1.6 s of frames), flooded with /metrics
+    at 500 requests/s from another process: every frame is inferred and none skipped, and
+    the server answered the flood. (The hand-written server took the pipeline's stats lock
+    and sorted percentiles for each request: latency went to seconds and frames were
+    skipped.) 10 fps, not 30: on a 2-core AMD EPYC without AVX-512 a frame alone takes
+    ~38 ms, so 30 fps would test the machine's speed, not the flood."""
     out = tmp_path / "demo"
     demo = subprocess.Popen(
         [
-            *(str(lean_python), "-m", "edge.cli", "demo", "--count", "300", "--fps", "30"),
+            *(str(lean_python), "-m", "edge.cli", "demo", "--count", "100", "--fps", "10"),
             *("--backlog", "16", "--out", str(out), "-q"),
         ],
         stderr=subprocess.PIPE,
@@ -374,5 +375,5 @@ def test_a_metrics_flood_does_not_slow_the_study(lean_python: Path, tmp_path: Pa
     answered = json.loads(flood.stdout)
     assert answered["statuses"].get("200", 0) >= 1000, answered
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_stored"] == 300
-    assert summary["frames_inferred"] == 300 and summary["frames_skipped"] == 0, summary
+    assert summary["frames_stored"] == 100
+    assert summary["frames_inferred"] == 100 and summary["frames_skipped"] == 0, summary

@@ -11,172 +11,45 @@ guards against a hang.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import crc32c
-import cv2
-import numpy as np
 import pytest
 
-from edge.cli.simulate import spawn_simulator
+from tests.study_runs import (
+    HANG_S,
+    check_content,
+    cli,
+    finish_study,
+    read_ledger,
+    read_truth,
+    start_runtime,
+    start_simulator,
+    verify_json,
+    watchdog,
+    write_frames,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
-HANG_S = 240
 pytestmark = pytest.mark.slow  # the simulator, the runtime and capsule-edge study as processes
 AFTER_LAST = "left by a stop before its commit"  # what verify says of a kill's tail
 
 
-def _popen(*args: str | Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-    )
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-        timeout=HANG_S,
-    )
-
-
-@contextlib.contextmanager
-def _watchdog(*procs: subprocess.Popen) -> Iterator[None]:
-    """Kill the processes if the test hangs (a guard, not a pace)."""
-    timer = threading.Timer(HANG_S, lambda: [p.kill() for p in procs if p.poll() is None])
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-
-def _frames(folder: Path, n: int = 40) -> Path:
-    """``n`` small distinct JPEGs for the simulator to send in turn."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(7)
-    for i in range(n):
-        image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-        assert cv2.imwrite(str(folder / f"{i:02d}.jpg"), image)
-    return folder
-
-
-def _simulator(tmp: Path, *args: str | Path) -> tuple[subprocess.Popen, Path]:
-    link = tmp / "recorder.pty"
-    sim, _ = spawn_simulator(
-        *("--pty", str(link), "--fps", "0", "--log", str(tmp / "truth.json")),
-        *("--linger", "10", *map(str, args)),
-        cwd=REPO,
-        env=ENV,
-    )
-    return sim, link
-
-
-def _runtime(link: Path, study: Path, *extra: str) -> subprocess.Popen:
-    return _popen("run", "--source", f"serial://{link}", "--study", study, *CLASSIFIER_ONLY, *extra)
-
-
-def _stop(run: subprocess.Popen) -> str:
-    """Ctrl-C the runtime once the simulator is done; its stderr."""
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=HANG_S)
-    assert run.returncode == 0, err[-3000:]
-    return err
-
-
-def _finish(sim: subprocess.Popen, run: subprocess.Popen) -> str:
-    """Wait for the simulator to be done (everything acknowledged), then stop the
-    runtime; its stderr."""
-    if sim.wait() != 0:
-        run.send_signal(signal.SIGINT)
-        _, err = run.communicate(timeout=HANG_S)
-        sim_err = sim.stderr.read() if sim.stderr else ""
-        raise AssertionError(f"simulate failed: {sim_err}\n--- run:\n{err[-3000:]}")
-    return _stop(run)
-
-
-def _verify(study: Path) -> dict:
-    done = _cli("study", "verify", study, "--json")
-    report = json.loads(done.stdout)
-    assert done.returncode == (0 if report["ok"] else 1), done.stderr
-    return report
-
-
-def _exported(study: Path, out: Path) -> dict[tuple[int, int], int]:
-    """The study's frames as ``study export`` writes them: (session, index) -> CRC-32C."""
-    done = _cli("study", "export", study, "--frames", out)
-    assert done.returncode == 0, done.stdout + done.stderr
-    crcs = {}
-    for path in out.iterdir():
-        session, index = map(int, path.stem.split("-"))
-        crcs[(session, index)] = crc32c.crc32c(path.read_bytes())
-    return crcs
-
-
-def _truth(tmp: Path) -> tuple[dict, dict[tuple[int, int], int]]:
-    truth = json.loads((tmp / "truth.json").read_text())
-    sent = {(s, i): crc for s, i, _, crc in truth["frames"]}
-    return truth, sent
-
-
-def _ledger(study: Path) -> dict[tuple[int, int], tuple[str, str | None]]:
-    db = sqlite3.connect(f"file:{study / 'study.db'}?mode=ro", uri=True)
-    try:
-        rows = db.execute("SELECT session, idx, outcome, reason FROM ledger").fetchall()
-    finally:
-        db.close()
-    return {(s, i): (o, r) for s, i, o, r in rows}
-
-
-def _check_content(study: Path, tmp: Path, delivered: dict[tuple[int, int], int]) -> dict:
-    """verify passes, counts exactly ``delivered``, and every frame is byte-identical."""
-    report = _verify(study)
-    assert report["ok"], report["problems"][:5]
-    assert report["frames"] == len(delivered)
-    assert report["ledger_rows"] >= len(delivered)
-    assert _exported(study, tmp / "exported") == delivered
-    return report
-
-
-# --- (a) 10 SIGKILLs at random moments during a 2,000-frame link study -------------------
-
-
 def test_verify_passes_after_ten_sigkills_during_a_2000_frame_link_study(tmp_path: Path):
-    frames = _frames(tmp_path / "frames")
-    sim, link = _simulator(tmp_path, "--count", "2000", "--frames", frames, "--loop")
+    frames = write_frames(tmp_path / "frames")
+    sim, link = start_simulator(tmp_path, "--count", "2000", "--frames", frames, "--loop")
     study = tmp_path / "study"
     rng = random.Random(12)
     killed_while_streaming = 0
-    with _watchdog(sim):
+    with watchdog(sim):
         for _ in range(10):
-            run = _runtime(link, study, "--jsonl")
+            run = start_runtime(link, study, "--jsonl")
             assert run.stdout is not None
-            with _watchdog(run):
+            with watchdog(run):
                 # Kill after a random number of inferred frames: mid-frame, mid-commit,
                 # mid-ACK, anywhere.
                 for _ in range(rng.randrange(1, 60)):
@@ -188,26 +61,26 @@ def test_verify_passes_after_ten_sigkills_during_a_2000_frame_link_study(tmp_pat
             # no commit holds (never acknowledged: a note, the next run cuts them), and
             # frames stored after their session's last ledger row (settled out of order:
             # never acknowledged either; the resend gives them their row).
-            report = _verify(study)
-            last_row = max((i for _, i in _ledger(study)), default=-1)
+            report = verify_json(study)
+            last_row = max((i for _, i in read_ledger(study)), default=-1)
             for problem in report["problems"]:
                 assert problem["message"].endswith("stored, but not in the ledger"), problem
                 assert problem["index"] > last_row, problem
-        run = _runtime(link, study)
-        with _watchdog(run):
-            _finish(sim, run)
+        run = start_runtime(link, study)
+        with watchdog(run):
+            finish_study(sim, run)
     assert killed_while_streaming == 10  # every kill hit the link study, not its end
-    truth, sent = _truth(tmp_path)
+    truth, sent = read_truth(tmp_path)
     assert len(sent) == 2000
     # While no runtime listens the recorder's queue fills and it drops what it captures
     # (DROP, RECORDER_FULL); everything else is stored.
     dropped = {tuple(map(int, k.split(":"))): r for k, r in truth["dropped"].items()}
     delivered = {k: crc for k, crc in sent.items() if k not in dropped}
-    report = _check_content(study, tmp_path, delivered)
+    report = check_content(study, tmp_path, delivered)
     assert report["sessions"] == 1
     # The ledger accounts for every index up to the last frame stored: delivered, or
     # dropped as the recorder said (a DROP lost with a killed runtime is asked for again).
-    ledger = _ledger(study)
+    ledger = read_ledger(study)
     last = max(i for _, i in delivered)
     assert {(1, i) for i in range(last + 1)} <= set(ledger)
     for key, (outcome, reason) in ledger.items():
@@ -221,12 +94,12 @@ def test_verify_passes_after_ten_sigkills_during_a_2000_frame_link_study(tmp_pat
 
 
 def test_verify_passes_after_a_recorder_reboot_mid_frame(tmp_path: Path):
-    sim, link = _simulator(tmp_path, "--count", "400", "--size", "3000", "--reboot-at", "150")
+    sim, link = start_simulator(tmp_path, "--count", "400", "--size", "3000", "--reboot-at", "150")
     study = tmp_path / "study"
-    run = _runtime(link, study)
-    with _watchdog(sim, run):
-        _finish(sim, run)
-    truth, sent = _truth(tmp_path)
+    run = start_runtime(link, study)
+    with watchdog(sim, run):
+        finish_study(sim, run)
+    truth, sent = read_truth(tmp_path)
     assert truth["sessions"] == [1, 2]
     old = {i for s, i in sent if s == 1}
     new = {k: crc for k, crc in sent.items() if k[0] == 2}
@@ -234,9 +107,9 @@ def test_verify_passes_after_a_recorder_reboot_mid_frame(tmp_path: Path):
     # that died with its RAM. Session 2 is stored whole.
     delivered = {**{(1, i): sent[(1, i)] for i in range(150)}, **new}
     assert max(old) > 150 and len(new) == 400 - len(old)
-    report = _check_content(study, tmp_path, delivered)
+    report = check_content(study, tmp_path, delivered)
     assert report["sessions"] == 2
-    ledger = _ledger(study)
+    ledger = read_ledger(study)
     assert ledger[(1, 150)] == ("lost", "recorder_reset")
     # The old session's ledger never says delivered for a frame that is not stored.
     for (session, index), (outcome, reason) in ledger.items():
@@ -273,17 +146,17 @@ def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
     tmp_path: Path, small_disk: Path
 ):
     # 400 frames of 16 kB: 6.4 MB for a 3 MiB disk.
-    sim, link = _simulator(tmp_path, "--count", "400", "--size", "16000")
+    sim, link = start_simulator(tmp_path, "--count", "400", "--size", "16000")
     study = small_disk / "study"
-    with _watchdog(sim):
-        run = _runtime(link, study)
-        with _watchdog(run):
+    with watchdog(sim):
+        run = start_runtime(link, study)
+        with watchdog(run):
             _, err = run.communicate(timeout=HANG_S)
         assert run.returncode == 1, err[-3000:]
         last = err.strip().splitlines()[-1]
         assert "cannot store frames" in last and ("disk is full" in last or "No space" in last)
         assert "Traceback" not in err
-        report = _verify(study)  # as the full disk left it
+        report = verify_json(study)  # as the full disk left it
         assert report["ok"], report["problems"][:5]
         assert 0 < report["frames"] < 400
         # Room again (the study moves to a bigger disk): the recorder, told of nothing
@@ -291,13 +164,16 @@ def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
         moved = tmp_path / "study"
         shutil.copytree(study, moved)
         shutil.rmtree(study)
-        run = _runtime(link, moved)
-        with _watchdog(run):
-            _finish(sim, run)
-    _, sent = _truth(tmp_path)
+        run = start_runtime(link, moved)
+        with watchdog(run):
+            finish_study(sim, run)
+    _, sent = read_truth(tmp_path)
     assert len(sent) == 400
-    _check_content(moved, tmp_path, sent)
-    assert {o for o, _ in _ledger(moved).values()} <= {"delivered", "delivered_after_retransmit"}
+    check_content(moved, tmp_path, sent)
+    assert {o for o, _ in read_ledger(moved).values()} <= {
+        "delivered",
+        "delivered_after_retransmit",
+    }
 
 
 # --- (d) bit errors at 1e-4, and (e) one flipped archive byte ----------------------------
@@ -307,20 +183,22 @@ def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
 def ber_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
     """A study of 300 frames received over a link with a bit-error rate of 1e-4."""
     tmp = tmp_path_factory.mktemp("ber")
-    sim, link = _simulator(tmp, "--count", "300", "--size", "3000", "--ber", "1e-4", "--seed", "4")
+    sim, link = start_simulator(
+        tmp, "--count", "300", "--size", "3000", "--ber", "1e-4", "--seed", "4"
+    )
     study = tmp / "study"
-    run = _runtime(link, study)
-    with _watchdog(sim, run):
-        _finish(sim, run)
-    truth, sent = _truth(tmp)
+    run = start_runtime(link, study)
+    with watchdog(sim, run):
+        finish_study(sim, run)
+    truth, sent = read_truth(tmp)
     return study, truth, sent
 
 
 def test_verify_passes_after_bit_errors_at_1e_4(ber_study, tmp_path: Path):
     study, truth, sent = ber_study
     assert len(sent) == 300 and truth["damaged"]  # the line did damage frames
-    _check_content(study, tmp_path, sent)
-    outcomes = [o for o, _ in _ledger(study).values()]
+    check_content(study, tmp_path, sent)
+    outcomes = [o for o, _ in read_ledger(study).values()]
     assert set(outcomes) <= {"delivered", "delivered_after_retransmit"}
     assert outcomes.count("delivered_after_retransmit") >= len(truth["damaged"]) // 2
 
@@ -338,10 +216,10 @@ def test_verify_fails_naming_the_frame_after_one_archive_byte_is_flipped(ber_stu
         byte = f.read(1)
         f.seek(offset + length // 3)
         f.write(bytes([byte[0] ^ 0x10]))
-    done = _cli("study", "verify", study)
+    done = cli("study", "verify", study)
     assert done.returncode == 1
     assert done.stdout.splitlines()[0].startswith("frame 1:123: its bytes do not match its CRC-32C")
-    report = _verify(study)
+    report = verify_json(study)
     assert [(p["frame"], p["kind"]) for p in report["problems"]] == [("1:123", "crc")]
     assert report["frames"] == 300
 
@@ -396,13 +274,13 @@ def test_verify_passes_on_a_tail_exactly_when_the_next_run_cuts_it(
 
     folder = tmp_path / "study"
     _tail_study(folder, tail)
-    report = _verify(folder)
+    report = verify_json(folder)
     assert report["ok"] is cut, report["problems"][:3]
     assert report["frames"] == 5
     if cut:
         assert [n for n in report["notes"] if AFTER_LAST in n]
         Study(folder).close()  # the next run cuts it ...
-        after = _verify(folder)
+        after = verify_json(folder)
         assert after["ok"] and after["notes"] == [] and after["frames"] == 5  # ... all of it
     else:
         with pytest.raises(StudyError, match="nothing was changed"):
