@@ -34,7 +34,7 @@ def apply() -> None:
             left, top, right, bottom = self.getbbox(text)
             return int(right - left), int(bottom - top)
 
-        ImageFont.FreeTypeFont.getsize = getsize
+        ImageFont.FreeTypeFont.getsize = getsize  # type: ignore[attr-defined]
 
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 

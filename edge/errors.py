@@ -21,3 +21,8 @@ class OptionError(CapsuleEdgeError, ValueError):
     """A backend option out of range, or one that the chosen backend does not take.
 
     Also a ``ValueError``, as the options' checks raised before this class existed."""
+
+
+class MissingDependencyError(CapsuleEdgeError):
+    """An optional package that a command needs is not installed (the message says which
+    extra brings it)."""

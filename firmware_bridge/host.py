@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from firmware_bridge.ledger import LedgerRangeError, LostReason, Outcome
 from firmware_bridge.protocol import (
     ACK_RESULTS,
+    CAP_ALERTS,
     CAP_RETRANSMIT,
     CONTROL_PAYLOAD,
     HB_NEED_CLASSES,
@@ -26,6 +27,7 @@ from firmware_bridge.protocol import (
     MIN_CHUNK,
     NO_FRAME,
     UART_MAX_CHUNK,
+    Alert,
     Classes,
     ClassList,
     DropReason,
@@ -136,6 +138,17 @@ class HostLink(Reception):
         self._out.append(encode(header, result.pack(self.version)))
         name = status.name.lower() if isinstance(status, ResultStatus) else str(result.status)
         self.counters[f"tx_result_{name}"] += 1
+
+    def send_alert(self, session: int, frame: int, alert: Alert) -> None:
+        """A finding confirmed at frame ``frame``, as an ALERT: only to a v2 recorder of
+        the current session that said it takes them (CAP_ALERTS in its HELLO)."""
+        caps = self.hello.capabilities if self.hello is not None else 0
+        if session != self.session or self.version < 2 or not caps & CAP_ALERTS:
+            self.counters["alerts_unsent"] += 1
+            return
+        header = Header(MessageType.ALERT, session=session, frame=frame, version=self.version)
+        self._out.append(encode(header, alert.pack()))
+        self.counters["tx_alert"] += 1
 
     def set_classes(
         self, class_names: Sequence[str] | None = None, box_class_names: Sequence[str] | None = None

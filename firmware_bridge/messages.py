@@ -59,6 +59,7 @@ class ClassList(enum.IntEnum):
 
 HELLO = struct.Struct("<HHHIIH")  # max chunk, window, capabilities, base, next, name length
 CAP_RETRANSMIT = 0x0001  # the recorder resends what the host asks for
+CAP_ALERTS = 0x0002  # (v2) the recorder takes ALERT messages
 HELLO_ACK = struct.Struct("<HHI")  # chunk size, credits, resume (next frame wanted)
 HELLO_ACK_V2 = struct.Struct("<HHIIH")  # ... max frame size, flags
 ACK_RESULTS = 0x0001  # HELLO_ACK flag: one RESULT will come for every frame delivered
@@ -74,6 +75,7 @@ RESULT_BOX = struct.Struct("<HHHHH")  # v1: x0, y0, x1, y1 (pixels), score x 655
 RESULT_HEAD_V2 = struct.Struct("<BHHB")  # status, class id, confidence, box count
 RESULT_BOX_V2 = struct.Struct("<HHHHHH")  # x0, y0, x1, y1, score, class id
 CLASSES = struct.Struct("<BHHB")  # list, total names, index of the first here, names here
+ALERT = struct.Struct("<IHIHHHHH")  # event, class, first frame, frames, peak, box w, h, share
 MAX_BOXES = 255
 MAX_NAME = 255  # bytes of one class name (UTF-8, cut on a character boundary)
 
@@ -334,3 +336,38 @@ class Classes:
             size += cost
         out.append(Classes(kind, len(names), first, tuple(here)))
         return out
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A finding confirmed (v2, to a recorder with CAP_ALERTS): event ``event`` of class
+    ``class_id`` (an index into CLASSES list 1), first seen in frame ``first``, in
+    ``frames`` frames so far; its peak score, its largest box in pixels and that box's
+    share of the field of view. The header's ``frame`` is the frame that confirmed it."""
+
+    event: int
+    class_id: int
+    first: int
+    frames: int
+    peak_score: float
+    box_w: int
+    box_h: int
+    box_share: float
+
+    def pack(self) -> bytes:
+        return ALERT.pack(
+            self.event & 0xFFFFFFFF,
+            _u16(self.class_id),
+            self.first & 0xFFFFFFFF,
+            _u16(self.frames),
+            _unit(self.peak_score),
+            _u16(self.box_w),
+            _u16(self.box_h),
+            _unit(self.box_share),
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Alert:
+        _need(data, ALERT.size, "ALERT")
+        event, class_id, first, frames, peak, w, h, share = ALERT.unpack_from(data)
+        return cls(event, class_id, first, frames, peak / 65535, w, h, share / 65535)

@@ -42,6 +42,8 @@ from firmware_bridge.limits import (
 from firmware_bridge.messages import (
     ACK,
     ACK_RESULTS,
+    ALERT,
+    CAP_ALERTS,
     CAP_RETRANSMIT,
     CLASSES,
     CONTROL_PAYLOAD,
@@ -64,6 +66,7 @@ from firmware_bridge.messages import (
     VERSION,
     VERSIONS,
     Ack,
+    Alert,
     Box,
     Classes,
     ClassList,
@@ -82,6 +85,8 @@ from firmware_bridge.messages import (
 __all__ = [
     "ACK",
     "ACK_RESULTS",
+    "ALERT",
+    "CAP_ALERTS",
     "CAP_RETRANSMIT",
     "CLASSES",
     "CODEC_BY_SUFFIX",
@@ -116,6 +121,7 @@ __all__ = [
     "VERSION",
     "VERSIONS",
     "Ack",
+    "Alert",
     "Box",
     "ClassList",
     "Classes",
@@ -164,6 +170,7 @@ class MessageType(enum.IntEnum):
     # host (session 0): "I do not know you: say HELLO"
     RESULT = 9  # host -> recorder: findings for a frame
     CLASSES = 10  # host -> recorder (v2): the names of the class ids RESULT uses
+    ALERT = 11  # host -> recorder (v2, CAP_ALERTS): a finding confirmed over several frames
 
 
 _TYPES = {int(t): t for t in MessageType}
@@ -264,7 +271,7 @@ def decode_header(raw: bytes) -> Header:
     if incompat & ~INCOMPAT_KNOWN:
         raise ProtocolError("incompat", f"unknown incompatible flags 0x{incompat:02x}")
     kind = _TYPES.get(mtype)
-    if kind is None or (kind is MessageType.CLASSES and version < 2):
+    if kind is None or (kind in (MessageType.CLASSES, MessageType.ALERT) and version < 2):
         raise ProtocolError("type", f"unknown message type {mtype}")
     session, frame, chunk, chunks, length, timestamp_us, codec = fields[4:11]
     # Positional: the decoder builds one per message, keyword calls cost more.

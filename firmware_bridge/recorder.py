@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from firmware_bridge.protocol import (
     ACK_RESULTS,
+    CAP_ALERTS,
     CAP_RETRANSMIT,
     COMPAT_RETRANSMIT,
     HB_NEED_CLASSES,
@@ -23,6 +24,7 @@ from firmware_bridge.protocol import (
     UART_MAX_CHUNK,
     VERSION,
     Ack,
+    Alert,
     Classes,
     ClassList,
     DropReason,
@@ -78,6 +80,7 @@ class RecorderCounters:
     dropped: Counter[str] = field(default_factory=Counter)
     results: Counter[str] = field(default_factory=Counter)  # RESULTs by status name
     result_repeats: int = 0  # RESULTs for a frame that already had one
+    alerts: int = 0  # ALERTs: findings the host confirmed
     requests_ignored: int = 0  # asked for a piece already queued for resending
 
 
@@ -108,6 +111,7 @@ class Recorder:
         self.counters = RecorderCounters()
         self.drops: dict[int, DropReason] = {}
         self.results: dict[int, Result] = {}  # findings the host sent back, by frame
+        self.alerts: list[tuple[int, Alert]] = []  # (confirming frame, alert), as they came
         self.max_frame = 0  # the host's largest frame (HELLO_ACK v2), 0: not said
         self.host_sends_results = False  # HELLO_ACK flag: a RESULT for every frame
         # class list -> names by class id (None: not received yet); absent: no CLASSES yet
@@ -182,6 +186,9 @@ class Recorder:
                 self._on_result(h.frame, Result.unpack(m.payload, h.version))
             elif h.type == MessageType.CLASSES:
                 self._on_classes(Classes.unpack(m.payload))
+            elif h.type == MessageType.ALERT:
+                self.alerts.append((h.frame, Alert.unpack(m.payload)))
+                self.counters.alerts += 1
         except ProtocolError:
             pass
 
@@ -262,7 +269,7 @@ class Recorder:
         # covered by an ACK.
         unreported = [i for i in self.drops if i >= self.acked_next]
         base = min([next(iter(self._window), self.next_unsent), *unreported])
-        caps = CAP_RETRANSMIT if self.retransmit else 0
+        caps = (CAP_RETRANSMIT if self.retransmit else 0) | (CAP_ALERTS if self.version >= 2 else 0)
         payload = Hello(self.max_chunk, self.window, self.name, caps, base, self._next_index).pack()
         header = Header(MessageType.HELLO, session=self.session, version=self.version)
         return Outgoing(encode(header, payload), MessageType.HELLO)

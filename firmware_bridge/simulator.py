@@ -10,6 +10,7 @@ symlink is kept at LINK if given, which follows the pty across simulated unplugs
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -384,6 +385,11 @@ class Simulator:
                 r.session: {ClassList(k).name.lower(): v for k, v in r.classes.items()}
                 for r in self.sessions
             },
+            "alerts": [  # findings the host confirmed, at the frame that confirmed each
+                {"frame": f"{r.session}:{frame}", **dataclasses.asdict(alert)}
+                for r in self.sessions
+                for frame, alert in r.alerts
+            ],
             "gave_up": self.gave_up,
         }
         path.write_text(json.dumps(doc) + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ from firmware_bridge.protocol import (
     HEADER_SIZE,
     MAX_CHUNKS_PER_FRAME,
     Ack,
+    Alert,
     Classes,
     ClassList,
     DropReason,
@@ -160,6 +161,22 @@ PAYLOADS: dict[MessageType, tuple[st.SearchStrategy, Callable, Callable]] = {
         ),
         Classes.pack,
         Classes.unpack,
+    ),
+    MessageType.ALERT: (
+        # Scores and shares are carried in 1/65535 steps: values on that grid come back.
+        st.builds(
+            Alert,
+            U32,
+            U16,
+            U32,
+            U16,
+            U16.map(lambda v: v / 65535),
+            U16,
+            U16,
+            U16.map(lambda v: v / 65535),
+        ),
+        Alert.pack,
+        Alert.unpack,
     ),
 }
 

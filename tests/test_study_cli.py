@@ -259,7 +259,7 @@ def test_ls_lists_each_study_of_a_folder(tmp_path: Path):
     lines = done.stdout.splitlines()
     assert done.returncode == 0 and len(lines) == 2
     assert lines[0].startswith(f"{tmp_path / 'a' / 'study'}  3 frames  1 session(s)")
-    assert "not in use  schema 1" in lines[0]
+    assert "not in use  schema 2" in lines[0]
     assert lines[1].startswith(f"{tmp_path / 'b'}  5 frames") and "in use by pid" in lines[1]
 
 

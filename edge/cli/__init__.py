@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from edge.cli import classify, demo, detect, models, run, simulate, study
+from edge.cli import classify, demo, detect, models, report, run, simulate, study
 from edge.errors import CapsuleEdgeError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parsers(sub)
     demo.add_parsers(sub)
     study.add_parsers(sub)
+    report.add_parsers(sub)
     models.add_parsers(sub)
     return parser
 

@@ -116,7 +116,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"demo: study in {study}, summary in {out / 'summary.json'}", file=sys.stderr)
+    if not args.no_report and not doc["error"]:
+        print(f"demo: report in {_report(study, out)}", file=sys.stderr)
     return 1 if doc["error"] else 0
+
+
+def _report(study: Path, out: Path) -> Path:
+    """The study's report (and its JSON twin beside summary.json): what a reader opens."""
+    from edge.reading.analysis import read_study
+    from edge.reading.report import write
+
+    html = study / "report.html"
+    write(read_study(study), html, out / "report.json")
+    return html
 
 
 def demo_summary(out: Path, folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +162,7 @@ def demo_summary(out: Path, folder: Path, summary: dict[str, Any]) -> dict[str, 
         "frames_lost": lost,
         "corrupt_delivered": corrupt,
         **{k: summary[k] for k in ("frames_inferred", "frames_skipped", "fps", "latency_ms")},
+        "alerts": summary.get("alerts", 0),  # findings confirmed live (ALERTs sent)
         "frames_not_inferred": summary["frames_not_inferred"],  # after a Ctrl-C: on resume
         "polyp_frames": summary["polyp_frames"],
         "stage_ms": summary["stage_ms"],
@@ -177,6 +190,9 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--frames", type=Path, help="folder of frames to send (default: shared data)")
     d.add_argument("--out", type=Path, help="folder for the study and summary.json")
+    d.add_argument(
+        "--no-report", action="store_true", help="do not write the study report at the end"
+    )
     d.set_defaults(source=None)
     add_common(d)
     d.set_defaults(func=cmd_demo)

@@ -152,6 +152,9 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
         "max_connections": Key(int, 32, _between(1, 1024)),
         "timeout_s": Key(float, 5.0, _between(0.1, 300.0)),
     },
+    "reading": {
+        "confirm_frames": Key(int, 3, _between(1, 1000)),
+    },
     "output": {"jsonl": Key(bool, False)},
 }
 

@@ -1,6 +1,6 @@
-"""The process that answers ``/stats`` and ``/metrics``: ``python -m edge.runtime.httpd
---fd N``, started by :class:`edge.runtime.http.StatsServer` with the listening socket as
-file descriptor N.
+"""The process that answers ``/stats``, ``/metrics`` and the dashboard (``/``):
+``python -m edge.runtime.httpd --fd N``, started by :class:`edge.runtime.http.StatsServer`
+with the listening socket as file descriptor N.
 
 Its standard input carries one JSON document a line: first its settings (the token among
 them, kept off the command line), then the runtime's figures as they are published. The
@@ -34,6 +34,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from edge.runtime.dashboard import Dashboard, add_routes
 
 log = logging.getLogger("capsule-edge.http")
 
@@ -275,7 +277,10 @@ class _Refuse(asyncio.Protocol):
 
 
 def make_app(
-    figures: Figures, token: str, connections: Connections | None = None
+    figures: Figures,
+    token: str,
+    connections: Connections | None = None,
+    board: Dashboard | None = None,
 ) -> web.Application:
     expected = f"Bearer {token}".encode()
 
@@ -286,7 +291,11 @@ def make_app(
             connections.busy(transport)
         try:
             if token:
-                given = request.headers.get("Authorization", "").encode()
+                # The dashboard's page passes it as ?token= (EventSource sets no headers).
+                query = request.query.get("token")
+                given = (
+                    f"Bearer {query}" if query else request.headers.get("Authorization", "")
+                ).encode()
                 if not hmac.compare_digest(given, expected):
                     return web.Response(
                         status=401,
@@ -309,11 +318,13 @@ def make_app(
         return web.Response(body=figures.metrics(), headers={"Content-Type": METRICS_TYPE})
 
     async def other(request: web.Request) -> web.Response:
-        return web.Response(status=404, text="try /stats or /metrics\n")
+        return web.Response(status=404, text="try /, /stats or /metrics\n")
 
     app = web.Application(middlewares=[guard])
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
+    if board is not None:
+        add_routes(app, board)
     app.router.add_route("*", "/{tail:.*}", other)
     return app
 
@@ -324,16 +335,23 @@ def _not_yet() -> web.Response:
 
 async def serve(sock: socket.socket, settings: dict[str, Any], lines: asyncio.StreamReader) -> None:
     figures = Figures()
+    board = Dashboard()
+
+    def take(line: bytes) -> None:
+        doc = json.loads(line)
+        board.update(doc)  # takes out what only the dashboard shows
+        figures.update(doc)
+
     try:  # the runtime publishes its first figures at once: serve them from the start
         first = await asyncio.wait_for(lines.readline(), FIRST_FIGURES_S)
         if not first:
             return
-        figures.update(json.loads(first))
+        take(first)
     except asyncio.TimeoutError:
         pass
     timeout_s = float(settings["timeout_s"])
     connections = Connections(int(settings["max_connections"]), timeout_s)
-    app = make_app(figures, str(settings.get("token", "")), connections)
+    app = make_app(figures, str(settings.get("token", "")), connections, board)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=timeout_s)
     await runner.setup()
     connections.server = runner.server
@@ -342,7 +360,8 @@ async def serve(sock: socket.socket, settings: dict[str, Any], lines: asyncio.St
     try:
         while line := await lines.readline():
             with contextlib.suppress(ValueError):
-                figures.update(json.loads(line))
+                take(line)
+                await board.notify()
     finally:
         listening.close()
         for transport in list(connections.open):

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from edge.errors import BadInputError
 from edge.frames import decode_image
 from edge.preprocess import Image
+from edge.reading.events import box_feature
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.models import Inferred, Models
 from edge.runtime.sources import SourceFrame
@@ -149,9 +151,26 @@ class InferenceWorker:
         for name, ms in inferred.timings_ms.items():
             self.stats.stage(name, ms)
         findings = inferred.findings()
+        features: tuple[Any, ...] = ()
+        if inferred.detections is not None and inferred.detections.items:
+            features = tuple(  # each box's appearance, for linking it into events
+                box_feature(image, (d.box.x0, d.box.y0, d.box.x1, d.box.y1), rgb=True)
+                for d in inferred.detections.items
+            )
         ready_ms = (time.monotonic() - work.received) * 1e3
         self.writer.put(
-            Outcome(ref.session, ref.index, "done", None, ready_ms, tuple(findings), work.received)
+            Outcome(
+                ref.session,
+                ref.index,
+                "done",
+                None,
+                ready_ms,
+                tuple(findings),
+                work.received,
+                ref,
+                features,
+                (int(image.shape[1]), int(image.shape[0])),
+            )
         )
         if work.frame is not None:
             self.results(work.frame, result_message(inferred, self.models))

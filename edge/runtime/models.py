@@ -34,7 +34,8 @@ class Inferred:
         out = []
         if self.classification is not None:
             top = self.classification.top
-            out.append(Finding("classifier", top.label, top.score))
+            scores = tuple((c.label, c.score) for c in self.classification.scores)
+            out.append(Finding("classifier", top.label, top.score, scores=scores))
         if self.detections is not None:
             for d in self.detections.items:
                 b = d.box

@@ -37,6 +37,7 @@ from edge.errors import BadInputError
 from edge.preprocess import Image
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.inference import InferenceWorker, decode_frame, result_message
+from edge.runtime.live import LiveReading
 from edge.runtime.models import Models
 from edge.runtime.sources import FrameSource, SourceFrame
 from edge.runtime.stats import Stats
@@ -44,7 +45,7 @@ from edge.runtime.writer import NewFrame, Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import StorageError
 from edge.study.store import Study, connect
-from firmware_bridge.protocol import Codec, Result, ResultStatus
+from firmware_bridge.protocol import Alert, Codec, Result, ResultStatus
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class Runtime:
         self.error: str | None = None  # why the run stopped, if not asked to
         self.link_status: dict[str, Any] = {}
         self._results: queue.SimpleQueue[tuple[SourceFrame, Result]] = queue.SimpleQueue()
+        self._alerts: queue.SimpleQueue[tuple[int, int, Alert]] = queue.SimpleQueue()
+        self.live: LiveReading | None = None  # events and alerts while the study runs
         self._persisted: dict[int, int] = {}  # session -> ledger indices below are stored
         self._stop_inference = threading.Event()
         self._jsonl_lock = threading.Lock()
@@ -220,6 +223,12 @@ class Runtime:
             except queue.Empty:
                 break
             self.source.send_result(frame, result)
+        while True:
+            try:
+                alert = self._alerts.get_nowait()
+            except queue.Empty:
+                break
+            self.source.send_alert(*alert)
         self.source.flush()
 
     def _enqueue(self, work: Work) -> None:
@@ -298,6 +307,16 @@ class Runtime:
                     self.stats.counters["failed"] += 1
         for o in outcomes:
             self.deferred.release((o.session, o.index))
+        if self.live is not None:
+            try:
+                self.live.committed(outcomes)
+            except Exception:  # the reading aid must never stop the study
+                log.exception("live events stopped; the study goes on (the report links them)")
+                self.live = None
+
+    def queue_alert(self, session: int, index: int, alert: Alert) -> None:
+        """An event confirmed (from the writer thread): to the recorder with the results."""
+        self._alerts.put((session, index, alert))
 
     def _write_jsonl(self, line: str) -> None:
         with self._jsonl_lock:  # whole lines, whichever worker writes

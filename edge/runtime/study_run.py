@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.errors import BadInputError
+from edge.reading.events import TrackerSettings
 from edge.runtime import config as settings
 from edge.runtime.http import StatsServer, http_settings
+from edge.runtime.live import LiveReading
 from edge.runtime.models import Models, threads
 from edge.runtime.pipeline import Runtime
 from edge.runtime.sources import LOCAL_SESSION, FrameSource, LinkSource, open_source
@@ -102,10 +104,23 @@ def run_study(
             on_tick=line,
             recording=recording,
         )
+        runtime.live = LiveReading(
+            study.archive_dir,
+            *models.class_names(),
+            runtime.queue_alert,
+            timed=not recording,
+            settings=TrackerSettings(confirm_frames=config["reading.confirm_frames"]),
+        )
+        lifetimes.callback(_close, runtime.live)
         server = None
         if http is not None:
             server = StatsServer(
-                lambda: runtime.stats.snapshot() | {"link": runtime.link_status}, http
+                lambda: (
+                    runtime.stats.snapshot()
+                    | {"link": runtime.link_status}
+                    | (runtime.live.snapshot() if runtime.live else {})
+                ),
+                http,
             )
             lifetimes.callback(_close, server)
         described = models.describe()
@@ -132,6 +147,7 @@ def run_study(
             lambda s: s.start_run(time.time_ns() // 1000, source.name, settings_json)
         )
         summary = runtime.run(stop, done)
+        summary["alerts"] = runtime.live.events  # events confirmed live, each an alert
         line.end()
         summary["study"] = str(study.folder)
         guard.pop_all()  # the run ended: the study is closed as its outcome says

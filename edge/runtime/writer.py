@@ -51,6 +51,9 @@ class Outcome:
     inferred_ms: float | None = None
     findings: tuple[Finding, ...] = ()
     received: float = 0.0  # time.monotonic() when the frame was fully received
+    ref: FrameRef | None = None  # where the frame is (the dashboard shows the latest)
+    features: tuple[Any, ...] = ()  # the appearance of each detector box, in order
+    size: tuple[int, int] = (0, 0)  # the decoded frame's width and height
 
 
 @dataclass

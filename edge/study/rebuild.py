@@ -42,7 +42,13 @@ SALVAGED = (  # table, columns, a condition on the rebuilt frames (? = session, 
         "session, idx, model, label, score, x0, y0, x1, y1",
         "SELECT 1 FROM inference WHERE session = ? AND idx = ? AND status = 'done'",
     ),
+    (
+        "class_scores",
+        "session, idx, model, scores",
+        "SELECT 1 FROM inference WHERE session = ? AND idx = ? AND status = 'done'",
+    ),
 )
+OPTIONAL = {"class_scores"}  # not in a database of schema 1
 
 
 @dataclass
@@ -217,11 +223,13 @@ def _salvage(old: Path, db: sqlite3.Connection, done: Rebuilt) -> None:
         if check != "ok" or schema.version(src) > schema.VERSION:
             done.salvage_note = f"the old database is damaged ({check})"
             return
-        if not {t for t, _, _ in SALVAGED} <= found:
+        if not {t for t, _, _ in SALVAGED} - OPTIONAL <= found:
             done.salvage_note = "the old database holds no study"
             return
         db.execute("SAVEPOINT salvage")
         for table, cols, cond in SALVAGED:
+            if table not in found:
+                continue
             n = len(cols.split(","))
             marks = ", ".join("?" * n)
             if cond is None:

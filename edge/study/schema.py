@@ -3,6 +3,9 @@
 Version 0 is the layout before versions were kept: no CRC per frame, and frames the
 backlog let go of were marked ``skipped`` for good. Migrating computes each frame's
 CRC-32C from the archive once, and lets those frames be inferred on the next run.
+Version 1 kept only a classifier's top class; version 2 keeps every class score (the
+timeline is smoothed over them); frames of a version 1 study have none, and the report
+reads their top class instead.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-VERSION = 1
+VERSION = 2
 
 TABLES = """
 CREATE TABLE frames (
@@ -38,6 +41,13 @@ CREATE TABLE findings (
     x0 REAL, y0 REAL, x1 REAL, y1 REAL
 );
 CREATE INDEX findings_frame ON findings (session, idx);
+CREATE TABLE class_scores (
+    session INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    scores TEXT NOT NULL,          -- JSON: {label: probability} for every class
+    PRIMARY KEY (session, idx, model)
+);
 CREATE TABLE inference (
     session INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -65,6 +75,8 @@ CREATE TABLE runs (
     summary TEXT                   -- JSON, written at a clean stop
 );
 """
+
+CLASS_SCORES = next(t for t in TABLES.split(";") if "TABLE class_scores" in t)
 
 FRAME_COLUMNS = (
     "session, idx, segment, offset, length, codec, timestamp_us, width, height, "
@@ -107,4 +119,10 @@ def migrate(db: sqlite3.Connection, frame_crc: Callable[[int, int, int], int]) -
             skipped = db.execute("DELETE FROM inference WHERE status = 'skipped'").rowcount
             db.execute("PRAGMA user_version = 1")
         done.append(f"schema 0 -> 1: CRC of {len(rows)} frames; {skipped} skipped frames to infer")
+    if version(db) == 1:
+        with db:
+            db.execute("BEGIN")
+            db.execute(CLASS_SCORES)
+            db.execute("PRAGMA user_version = 2")
+        done.append("schema 1 -> 2: every class score kept (earlier frames keep their top one)")
     return done

@@ -17,6 +17,7 @@ rebuild`` recovers the index from the records.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -67,6 +68,7 @@ class Finding:
     label: str
     score: float
     box: tuple[float, float, float, float] | None = None  # frame pixels, detector only
+    scores: tuple[tuple[str, float], ...] | None = None  # classifier: every class's score
 
 
 def read_frame(reader: Reader, ref: FrameRef) -> bytes:
@@ -108,6 +110,7 @@ class Study:
         self._pending_ledger: list[tuple[int, int, str, str | None]] = []
         self._outcomes: list[tuple[int, int, str, str | None, float | None]] = []
         self._findings: list[tuple[object, ...]] = []
+        self._scores: list[tuple[object, ...]] = []
 
     # --- opening ---------------------------------------------------------------------
 
@@ -168,6 +171,9 @@ class Study:
         for f in findings:
             x0, y0, x1, y1 = f.box if f.box is not None else (None, None, None, None)
             self._findings.append((session, index, f.model, f.label, f.score, x0, y0, x1, y1))
+            if f.scores is not None:
+                scores = json.dumps({label: round(p, 5) for label, p in f.scores})
+                self._scores.append((session, index, f.model, scores))
 
     @property
     def frames_pending(self) -> int:
@@ -203,6 +209,9 @@ class Study:
                 db.executemany(
                     "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._findings
                 )
+                db.executemany(
+                    "INSERT OR REPLACE INTO class_scores VALUES (?, ?, ?, ?)", self._scores
+                )
         finally:
             if not durable:
                 db.execute("PRAGMA synchronous=FULL")
@@ -210,6 +219,7 @@ class Study:
         self._pending_ledger.clear()
         self._outcomes.clear()
         self._findings.clear()
+        self._scores.clear()
         done = [(int(p[0]), int(p[1])) for p in self._pending]  # type: ignore[call-overload]
         self._pending.clear()
         self._pending_keys.clear()

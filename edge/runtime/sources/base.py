@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from firmware_bridge.host import ReceivedFrame
 from firmware_bridge.ledger import Ledger
-from firmware_bridge.protocol import Result
+from firmware_bridge.protocol import Alert, Result
 
 LOCAL_SESSION = 0  # the ledger session of sources without a recorder session
 # A folder session's frames in the study: origin -> (index, CRC-32C of its bytes).
@@ -47,6 +47,10 @@ class FrameSource(Protocol):
 
     def send_result(self, frame: SourceFrame, result: Result) -> None:
         """Findings for a frame, back to where it came from (if that listens)."""
+        ...
+
+    def send_alert(self, session: int, index: int, alert: Alert) -> None:
+        """A finding confirmed at frame ``session:index``, to where it came from."""
         ...
 
     def flush(self) -> None:

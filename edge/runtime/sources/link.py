@@ -6,7 +6,7 @@ from typing import Any
 
 from edge.runtime.sources.base import Known, SourceFrame
 from firmware_bridge.host import HostLink
-from firmware_bridge.protocol import Result
+from firmware_bridge.protocol import Alert, Result
 from firmware_bridge.transport import Receiver
 
 
@@ -57,6 +57,9 @@ class LinkSource:
     def send_result(self, frame: SourceFrame, result: Result) -> None:
         if frame.link_frame is not None:
             self.link.send_result(frame.link_frame, result)
+
+    def send_alert(self, session: int, index: int, alert: Alert) -> None:
+        self.link.send_alert(session, index, alert)
 
     def flush(self) -> None:
         self.receiver.flush()

@@ -6,7 +6,7 @@ from typing import Any
 
 from edge.runtime.sources.base import LOCAL_SESSION, Known, SourceFrame
 from firmware_bridge.ledger import Ledger, Outcome
-from firmware_bridge.protocol import Result
+from firmware_bridge.protocol import Alert, Result
 
 
 class LocalSource:
@@ -26,6 +26,9 @@ class LocalSource:
 
     def confirm(self, frame: SourceFrame) -> None:
         pass
+
+    def send_alert(self, session: int, index: int, alert: Alert) -> None:
+        pass  # nobody to tell: the dashboard shows it
 
     def send_result(self, frame: SourceFrame, result: Result) -> None:
         pass

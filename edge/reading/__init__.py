@@ -1,0 +1,1 @@
+"""The reading aid: a study's timeline, its findings as events, and its report."""
