@@ -5,9 +5,9 @@ open server-sent-event streams); frames/s and latency p95 compared.
     python -m benchmarks.dashboard_flood [--fps 10] [--count 300] [--rate 100] [--streams 8]
         [--runs 1] [--python .venv/bin/python] [--json FILE]
 
-The flood's clients run on the same cores as the study, niced like the server process
-(``--clients-nice``; 0 to run them at the study's priority): on a real board they are
-another machine's browsers, and what this measures is the server's cost to the study.
+The flood's clients run on the same cores as the study, at the lowest priority
+(``--clients-nice 19``; 0 to run them at the study's): on a real board they are another
+machine's browsers, and what this measures is the server's cost to the study.
 Prints a Markdown table; the README's figure comes from it.
 """
 
@@ -73,7 +73,7 @@ def _stream(url: str, stop: threading.Event, got: list[int]) -> None:
                     continue
                 if not data:
                     return
-                got[0] += data.count(b"\n\ndata: ") + data.startswith(b"data: ")
+                got[0] += data.count(b"data: ")  # one per event (chunked: no line anchor)
     except OSError:
         return
 
@@ -94,9 +94,7 @@ def run(python: str, fps: float, count: int, flood: dict[str, Any] | None) -> di
                 floods.append(
                     subprocess.Popen(
                         [
-                            "nice",
-                            "-n",
-                            str(flood["nice"]),
+                            *flood["prefix"],
                             python,
                             "-m",
                             "benchmarks.http_flood",
@@ -142,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--rate", type=float, default=100.0, help="requests/s on each endpoint")
     p.add_argument("--streams", type=int, default=8, help="event streams held open")
-    p.add_argument("--clients-nice", type=int, default=10)
+    p.add_argument("--clients-nice", type=int, default=19)
+    p.add_argument(
+        "--clients-idle", action="store_true", help="run the clients SCHED_IDLE (chrt --idle)"
+    )
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    flood = {"rate": args.rate, "streams": args.streams, "nice": args.clients_nice}
+    prefix = (
+        ["chrt", "--idle", "0"] if args.clients_idle else ["nice", "-n", str(args.clients_nice)]
+    )
+    flood = {"rate": args.rate, "streams": args.streams, "prefix": prefix}
     rows = []
     for _ in range(args.runs):
         rows.append(run(args.python, args.fps, args.count, None))

@@ -32,8 +32,10 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image = np.clip(rng.normal(120 + 20 * k, 30, (96, 128, 3)), 0, 255).astype(np.uint8)
         cv2.imwrite(str(root / "frames" / f"{k:03d}.jpg"), image)
     done = subprocess.run(
-        [str(lean), "-m", "edge.cli", "run", "--source", f"dir://{root / 'frames'}"]
-        + ["--study", str(root / "study"), "--no-http", "--no-detector", "-q"],
+        [
+            *(str(lean), "-m", "edge.cli", "run", "--source", f"dir://{root / 'frames'}"),
+            *("--study", str(root / "study"), "--no-http", "--no-detector", "-q"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -83,3 +85,15 @@ def test_a_schema_1_study_is_read_from_its_top_classes_and_migrated_on_open(stud
     assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     assert db.execute("SELECT COUNT(*) FROM class_scores").fetchone()[0] == 0
     db.close()
+
+
+@pytest.mark.slow
+def test_a_study_without_a_detector_reports_its_timeline_and_no_events(study: Path):
+    from edge.reading.analysis import read_study
+    from edge.reading.report import write
+
+    reading = read_study(study)
+    data = write(reading, study / "report.html", study / "report.json")
+    assert data["polyps"] == 0 and data["events"] == [] and data["frames"] == 6
+    assert data["segments"] and data["models"].keys() == {"classifier"}
+    assert "detector" not in (study / "report.html").read_text()

@@ -157,7 +157,7 @@ def test_requests_never_wait_on_the_pipeline(serve):
 
 
 def test_each_body_is_rendered_once_per_figures():
-    from edge.runtime.httpd import Figures
+    from edge.runtime.figures import Figures
 
     figures = Figures()
     figures.update(_figures())

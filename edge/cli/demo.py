@@ -16,7 +16,7 @@ from typing import Any
 
 from edge.cli.run import add_common, overrides, stop_on_signals
 from edge.cli.simulate import spawn_simulator
-from edge.errors import BadInputError
+from edge.errors import BadInputError, CapsuleEdgeError
 from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, USB_MAX_CHUNK, crc32
 
 DATA = Path("../shared/data")
@@ -117,7 +117,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"demo: study in {study}, summary in {out / 'summary.json'}", file=sys.stderr)
     if not args.no_report and not doc["error"]:
-        print(f"demo: report in {_report(study, out)}", file=sys.stderr)
+        try:
+            print(f"demo: report in {_report(study, out)}", file=sys.stderr)
+        except (CapsuleEdgeError, OSError) as exc:  # the study itself is whole
+            print(f"demo: no report: {exc}", file=sys.stderr)
     return 1 if doc["error"] else 0
 
 

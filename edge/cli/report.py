@@ -18,8 +18,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.confirm is not None and args.confirm < 1:
         raise BadInputError(f"--confirm {args.confirm}: at least 1 frame")
-    if args.mm_per_px is not None and not args.mm_per_px > 0:
-        raise BadInputError(f"--mm-per-px {args.mm_per_px}: a size above 0")
     tracker = (
         TrackerSettings() if args.confirm is None else TrackerSettings(confirm_frames=args.confirm)
     )

@@ -7,6 +7,8 @@ event also names its best frame as ``session:index``, as ``study export`` does."
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +50,11 @@ class Reading:
     settings: ReadingSettings
 
     def segment_of(self, position: int) -> int | None:
-        if self.timeline is None:
+        """The segment holding a frame (the segments tile the study, in order)."""
+        if self.timeline is None or not self.timeline.segments:
             return None
-        for k, seg in enumerate(self.timeline.segments):
-            if seg.first <= position <= seg.last:
-                return k
-        return None
+        firsts = [seg.first for seg in self.timeline.segments]
+        return max(0, bisect.bisect_right(firsts, position) - 1)
 
     def as_dict(self) -> dict[str, Any]:
         d = self.data
@@ -67,9 +68,14 @@ class Reading:
                 row["max_box_mm"] = [round(v * self.settings.mm_per_px, 2) for v in e.max_box_px]
             events.append(row)
         segments = timeline.get("segments", [])
-        for k, seg in enumerate(segments):
-            seg["events"] = [e.id for e in self.events if self.segment_of(e.best) == k]
-            seg["box_frames"] = sum(1 for p in d.boxes if seg["first"] <= p <= seg["last"])
+        for seg in segments:
+            seg["events"], seg["box_frames"] = [], 0
+        for e in self.events:
+            if (k := self.segment_of(e.best)) is not None:
+                segments[k]["events"].append(e.id)
+        for p in d.boxes:
+            if (k := self.segment_of(p)) is not None:
+                segments[k]["box_frames"] += 1
         by_kind: dict[str, int] = {}
         for e in self.events:
             by_kind[e.kind] = by_kind.get(e.kind, 0) + 1
@@ -105,8 +111,12 @@ class Reading:
 def read_study(folder: Path, settings: ReadingSettings | None = None) -> Reading:
     """The study at ``folder`` read; a one-line ``StudyError`` when it cannot be opened."""
     settings = settings or ReadingSettings()
-    if settings.fps is not None and not settings.fps > 0:
+    if settings.fps is not None and not (math.isfinite(settings.fps) and settings.fps > 0):
         raise BadInputError(f"--fps {settings.fps}: a frame rate above 0")
+    if settings.mm_per_px is not None and not (
+        math.isfinite(settings.mm_per_px) and settings.mm_per_px > 0
+    ):
+        raise BadInputError(f"--mm-per-px {settings.mm_per_px}: a size above 0")
     data = load(folder)
     times, note = _times(data, settings.fps)
     timeline = None

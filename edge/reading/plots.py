@@ -23,6 +23,9 @@ def colour(k: int) -> str:
 
 def timeline_svg(reading: Reading) -> str:
     """The plot as an ``<svg>`` element (no XML header), or '' when nothing was classified."""
+    tl = reading.timeline
+    if tl is None or not len(reading.times_s):
+        return ""
     try:
         import matplotlib
 
@@ -32,9 +35,6 @@ def timeline_svg(reading: Reading) -> str:
         raise MissingDependencyError(
             "the report's plots need matplotlib: pip install 'capsule-edge[report]'"
         ) from None
-    tl = reading.timeline
-    if tl is None or not len(reading.times_s):
-        return ""
     minutes = reading.times_s[-1] >= 180  # a short study reads better in seconds
     t = reading.times_s / 60.0 if minutes else reading.times_s
     fig, (strip, lines) = plt.subplots(

@@ -65,9 +65,12 @@ def load(folder: Path) -> StudyData:
 
 def _load(view: StudyView) -> StudyData:
     db = view.db
+    have = view.columns("frames")  # schema 0 has no CRC and no origin
+    crc = "f.crc" if "crc" in have else "NULL"
+    origin = "f.origin" if "origin" in have else "NULL"
     rows = db.execute(
         "SELECT f.session, f.idx, f.segment, f.offset, f.length, f.codec, f.width, f.height, "
-        "f.crc, f.timestamp_us, f.origin, s.first FROM frames f JOIN (SELECT session, "
+        f"{crc}, f.timestamp_us, {origin}, s.first FROM frames f JOIN (SELECT session, "
         "MIN(rowid) AS first FROM frames GROUP BY session) s USING (session) "
         "ORDER BY s.first, f.idx"
     ).fetchall()
@@ -145,7 +148,8 @@ def _scores(
     per_frame: dict[int, dict[str, float]] = {}
     if "class_scores" in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
         for s, i, text in db.execute(
-            "SELECT session, idx, scores FROM class_scores WHERE model = 'classifier'"
+            "SELECT c.session, c.idx, c.scores FROM class_scores c JOIN inference i "
+            "USING (session, idx) WHERE c.model = 'classifier' AND i.status = 'done'"
         ):
             got = _json(text)
             if (s, i) in position and got:
@@ -194,7 +198,10 @@ def _runs(db: sqlite3.Connection) -> list[dict[str, Any]]:
             card = Path(str(m.get("file", ""))).with_name(
                 Path(str(m.get("file", ""))).name + ".card.json"
             )
-            cards[role] = _json(card.read_text()) if m.get("file") and card.is_file() else {}
+            try:
+                cards[role] = _json(card.read_text(encoding="utf-8")) if m.get("file") else {}
+            except (OSError, UnicodeDecodeError):
+                cards[role] = {}  # the model has moved since, or its card is unreadable
         out.append(
             {
                 "started_us": started,

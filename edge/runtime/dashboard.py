@@ -22,15 +22,18 @@ from aiohttp import web
 
 from edge.reading.timeline import build_timeline
 
-SMOOTH_EVERY_S = 2.0
+SMOOTH_EVERY_S = 2.0  # at most this often, and never more than a tenth of the time
 SEGMENTS_SHOWN = 400  # the latest segments; a 12-hour study's strip stays small
-MAX_FRAMES = 500_000  # class scores kept for the timeline (12 h at 10 frames/s and more)
+MAX_FRAMES = 1_600_000  # class scores kept (float32): 12.7 h at 35 frames/s
+MAX_STREAMS = 8  # event streams open at once; more are answered 503
+WRITE_TIMEOUT_S = 10.0  # a stream whose reader takes none of it this long is closed
 
 
 class Dashboard:
     def __init__(self) -> None:
         self.labels: list[str] = []
-        self._rows: list[list[float]] = []
+        self._rows = np.zeros((0, 0), dtype=np.float32)  # grown in blocks: rows used below
+        self._used = 0
         self._names: list[str] = []
         self.dropped_rows = 0  # past MAX_FRAMES: the timeline then shows the latest
         self.jpeg: bytes | None = None
@@ -38,6 +41,8 @@ class Dashboard:
         self.figures: dict[str, Any] = {}
         self.timeline: dict[str, Any] = {"segments": [], "landmarks": [], "current": None}
         self._smoothed_at = 0.0
+        self._every = SMOOTH_EVERY_S
+        self.streams = 0
         self._smoothing = False
         self.changed = asyncio.Condition()
         self.version = 0
@@ -48,14 +53,23 @@ class Dashboard:
         the scores and the frame; ``/stats`` stays the figures)."""
         reading = doc.pop("reading", None) or {}
         if reading.get("labels") and reading["labels"] != self.labels:
-            self.labels, self._rows, self._names = list(reading["labels"]), [], []
-        for session, index, scores in reading.get("new_scores", []):
-            if len(scores) == len(self.labels):
-                self._rows.append(scores)
-                self._names.append(f"{session}:{index}")
-        if len(self._rows) > MAX_FRAMES:
-            cut = len(self._rows) - MAX_FRAMES
-            del self._rows[:cut], self._names[:cut]
+            self.labels, self._names, self._used = list(reading["labels"]), [], 0
+            self._rows = np.zeros((1024, len(self.labels)), dtype=np.float32)
+        new = [r for r in reading.get("new_scores", []) if len(r[2]) == len(self.labels)]
+        if new:
+            need = self._used + len(new)
+            if need > len(self._rows):
+                grown = np.zeros((max(need, 2 * len(self._rows)), len(self.labels)), np.float32)
+                grown[: self._used] = self._rows[: self._used]
+                self._rows = grown
+            self._rows[self._used : need] = [r[2] for r in new]
+            self._names += [f"{r[0]}:{r[1]}" for r in new]
+            self._used = need
+        if self._used > MAX_FRAMES:
+            cut = self._used - MAX_FRAMES
+            self._rows[:MAX_FRAMES] = self._rows[cut : self._used]
+            del self._names[:cut]
+            self._used = MAX_FRAMES
             self.dropped_rows += cut
         latest = reading.get("latest")
         if latest and latest.get("jpeg"):
@@ -68,18 +82,25 @@ class Dashboard:
     async def notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
-        if not self._smoothing and time.monotonic() - self._smoothed_at >= SMOOTH_EVERY_S:
+        if not self._smoothing and time.monotonic() - self._smoothed_at >= self._every:
             self._smoothing = True
             asyncio.get_running_loop().create_task(self._smooth())
 
     async def _smooth(self) -> None:
+        started = time.monotonic()
         try:
-            if self._rows:
-                rows, names, labels = list(self._rows), list(self._names), list(self.labels)
+            if self._used:
+                rows = self._rows[: self._used].copy()
+                names, labels = list(self._names), list(self.labels)
                 self.timeline = await asyncio.to_thread(_timeline, rows, names, labels)
+                self._state = None
+        except ValueError as exc:  # labels the smoother refuses: no timeline, said once
+            if self.timeline.get("error") is None:
+                self.timeline = {**self.timeline, "error": str(exc)}
                 self._state = None
         finally:
             self._smoothed_at = time.monotonic()
+            self._every = max(SMOOTH_EVERY_S, 10 * (self._smoothed_at - started))
             self._smoothing = False
 
     def state(self) -> bytes:
@@ -108,14 +129,14 @@ class Dashboard:
                     "events": self.reading.get("events", 0),
                     "labels": self.labels,
                     "timeline": self.timeline,
-                    "timeline_frames": len(self._rows),
+                    "timeline_frames": self._used,
                 }
             ).encode()
         return self._state
 
 
-def _timeline(rows: list[list[float]], names: list[str], labels: list[str]) -> dict[str, Any]:
-    tl = build_timeline(np.asarray(rows, dtype=float), labels)
+def _timeline(rows: np.ndarray, names: list[str], labels: list[str]) -> dict[str, Any]:
+    tl = build_timeline(rows.astype(float), labels)
     segments = [
         {"label": s.label, "first": s.first, "last": s.last} for s in tl.segments[-SEGMENTS_SHOWN:]
     ]
@@ -124,35 +145,47 @@ def _timeline(rows: list[list[float]], names: list[str], labels: list[str]) -> d
     return {"segments": segments, "landmarks": landmarks, "current": current, "frames": len(rows)}
 
 
+PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}  # a patient's frames
+
+
 def add_routes(app: web.Application, board: Dashboard) -> None:
     page = resources.files("edge.runtime").joinpath("static/dashboard.html").read_bytes()
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8")
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=PRIVATE)
 
     async def state(request: web.Request) -> web.Response:
-        return web.Response(body=board.state(), content_type="application/json")
+        return web.Response(body=board.state(), content_type="application/json", headers=PRIVATE)
 
     async def frame(request: web.Request) -> web.Response:
         if board.jpeg is None:
-            return web.Response(status=404, text="no frame yet\n")
-        return web.Response(body=board.jpeg, content_type="image/jpeg")
+            return web.Response(status=404, text="no frame yet\n", headers=PRIVATE)
+        return web.Response(body=board.jpeg, content_type="image/jpeg", headers=PRIVATE)
 
     async def events(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await response.prepare(request)
-        seen = -1
-        while True:
-            if board.version != seen:
-                seen = board.version
-                await response.write(b"data: " + board.state() + b"\n\n")
-            async with board.changed:
-                try:
-                    await asyncio.wait_for(board.changed.wait(), 15.0)
-                except asyncio.TimeoutError:
-                    await response.write(b": still here\n\n")  # a proxy keeps the stream
+        if board.streams >= MAX_STREAMS:
+            return web.Response(
+                status=503, text="too many event streams\n", headers={"Retry-After": "5"}
+            )
+        board.streams += 1
+        try:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **PRIVATE})
+            await response.prepare(request)
+            seen = -1
+            while True:
+                if board.version != seen:
+                    seen = board.version
+                    body = b"data: " + board.state() + b"\n\n"
+                    await asyncio.wait_for(response.write(body), WRITE_TIMEOUT_S)
+                async with board.changed:
+                    try:
+                        await asyncio.wait_for(board.changed.wait(), 15.0)
+                    except asyncio.TimeoutError:
+                        await asyncio.wait_for(response.write(b": still here\n\n"), WRITE_TIMEOUT_S)
+        except (asyncio.TimeoutError, ConnectionError):
+            return response  # a reader that stopped reading, or went away
+        finally:
+            board.streams -= 1
 
     app.router.add_get("/", index)
     app.router.add_get("/dashboard/state", state)

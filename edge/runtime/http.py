@@ -43,7 +43,7 @@ Snapshot = Callable[[], dict[str, Any]]
 PUBLISH_EVERY_S = 0.25  # the figures reach /stats at most this late
 MIN_TOKEN = 16  # characters: a token is a secret, not a password to type
 NEEDS = ("aiohttp", "prometheus_client")
-NICE = 10  # the server process's priority below the study's: a flood takes what it leaves
+NICE = 19  # the lowest priority: a flood, or the dashboard's smoothing, takes what the study leaves
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _listen(settings: HttpSettings) -> socket.socket:
 class StatsServer:
     """The socket, the serving process and the thread that publishes ``snapshot()``."""
 
-    def __init__(self, snapshot: Snapshot, settings: HttpSettings) -> None:
+    def __init__(self, snapshot: Snapshot, settings: HttpSettings, *, idle: bool = True) -> None:
         missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
         if missing:
             raise BadInputError(
@@ -164,6 +164,14 @@ class StatsServer:
             os.setpriority(
                 os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + NICE
             )
+        # Linux, a live study: it runs only on a core the study leaves idle. A merely
+        # niced process still takes its slices, and one taken while inference waits on
+        # both of its threads delays the frame (benchmarks/dashboard_flood.py: p95 +6 to
+        # +18 % under a flood at nice 19, +0 to +2 % idle). A recording keeps every core
+        # busy, which would leave an idle server nothing: it stays niced.
+        if idle:
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(self.process.pid, os.SCHED_IDLE, os.sched_param(0))
         first = {
             "token": settings.token,
             "max_connections": settings.max_connections,

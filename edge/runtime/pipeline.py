@@ -308,11 +308,7 @@ class Runtime:
         for o in outcomes:
             self.deferred.release((o.session, o.index))
         if self.live is not None:
-            try:
-                self.live.committed(outcomes)
-            except Exception:  # the reading aid must never stop the study
-                log.exception("live events stopped; the study goes on (the report links them)")
-                self.live = None
+            self.live.committed(outcomes)  # handed over: linked in a thread of its own
 
     def queue_alert(self, session: int, index: int, alert: Alert) -> None:
         """An event confirmed (from the writer thread): to the recorder with the results."""

@@ -104,23 +104,21 @@ def run_study(
             on_tick=line,
             recording=recording,
         )
-        runtime.live = LiveReading(
+        live = runtime.live = LiveReading(
             study.archive_dir,
             *models.class_names(),
             runtime.queue_alert,
             timed=not recording,
+            publish=http is not None,
             settings=TrackerSettings(confirm_frames=config["reading.confirm_frames"]),
         )
-        lifetimes.callback(_close, runtime.live)
+        lifetimes.callback(_close, live)
         server = None
         if http is not None:
             server = StatsServer(
-                lambda: (
-                    runtime.stats.snapshot()
-                    | {"link": runtime.link_status}
-                    | (runtime.live.snapshot() if runtime.live else {})
-                ),
+                lambda: runtime.stats.snapshot() | {"link": runtime.link_status} | live.snapshot(),
                 http,
+                idle=not recording,
             )
             lifetimes.callback(_close, server)
         described = models.describe()
@@ -147,7 +145,8 @@ def run_study(
             lambda s: s.start_run(time.time_ns() // 1000, source.name, settings_json)
         )
         summary = runtime.run(stop, done)
-        summary["alerts"] = runtime.live.events  # events confirmed live, each an alert
+        live.close()  # what was queued is linked
+        summary["alerts"] = live.events  # events confirmed live, each an alert
         line.end()
         summary["study"] = str(study.folder)
         guard.pop_all()  # the run ended: the study is closed as its outcome says

@@ -212,4 +212,11 @@ class StudyWriter:
         for job in jobs:
             job.done.set()
         if outcomes:
-            self.on_committed(outcomes)
+            try:
+                self.on_committed(outcomes)
+            except Exception as exc:  # a bug: stop the study cleanly, never hang it
+                log.exception("after a commit")
+                self.error = StorageError(
+                    f"{study.folder}: internal error after a commit ({type(exc).__name__}: "
+                    f"{exc}); stopping: everything committed is kept"
+                )

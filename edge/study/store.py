@@ -203,6 +203,7 @@ class Study:
                 )
                 keys = [(s, i) for s, i, *_ in self._outcomes]
                 db.executemany("DELETE FROM findings WHERE session = ? AND idx = ?", keys)
+                db.executemany("DELETE FROM class_scores WHERE session = ? AND idx = ?", keys)
                 db.executemany(
                     "INSERT OR REPLACE INTO inference VALUES (?, ?, ?, ?, ?)", self._outcomes
                 )
