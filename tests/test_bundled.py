@@ -70,3 +70,29 @@ def test_litert_and_openvino_int8_agree(validation):
     b = np.array(validation["openvino", False].predictions)
     assert len(a) == len(b) > 0
     assert (a == b).mean() >= 0.99
+
+
+def test_every_name_capsule_edge_models_lists_is_taken_by_model():
+    from edge.bundled import bundled_cards, model_names, qualified_name, resolve_model
+
+    for card in bundled_cards():
+        backend = {"tflite": "litert", "openvino": "openvino", "onnx": "onnxruntime"}[card.format]
+        got = resolve_model(qualified_name(card), card.task, backend)
+        assert got.path == card.path  # the very artefact listed
+    assert "yolov5s-256" in model_names()
+    # A bare name: the artefact the backend runs best, as for the default.
+    assert resolve_model("yolov5s-256", "detection", "openvino").model_path.name == "int8.xml"
+    assert resolve_model("yolov5s-256", "detection", "onnxruntime").model_path.name == "fp32.onnx"
+
+
+def test_a_name_that_is_no_model_is_one_line_naming_the_choices():
+    from edge.bundled import resolve_model
+    from edge.errors import ModelError
+
+    with pytest.raises(ModelError) as err:
+        resolve_model("yolov8x-bleeding", "detection", "litert")
+    text = str(err.value)
+    assert text.splitlines() == [text]
+    assert "--model yolov8x-bleeding: no such file" in text and "yolov5s-256-int8-tflite" in text
+    with pytest.raises(ModelError, match="not in a format backend 'litert' runs"):
+        resolve_model("yolov5s-256-fp32-onnx", "detection", "litert")

@@ -219,6 +219,27 @@ def test_operating_point_by_hand():
     assert (s.precision, s.recall, s.fp_frames_per_100_background) == (0.0, 0.0, 0.0)
 
 
+def test_frame_level_decision_by_hand():
+    """A frame "has a finding" when a box reaches the threshold, whatever it overlaps."""
+    results = [
+        image([(0, 0, 10, 10)], [det(50, 50, 60, 60, 0.9)]),  # box frame, found (elsewhere)
+        image([(0, 0, 10, 10)], [det(0, 0, 10, 10, 0.2)]),  # box frame, nothing above 0.25
+        image([(0, 0, 10, 10)], [det(0, 0, 10, 10, 0.5)]),  # box frame, found
+        image([], [det(0, 0, 10, 10, 0.4)]),  # without a box, a false finding
+        image([], []),  # without, nothing
+    ]
+    s = summarise_detections(results, conf_threshold=0.25)
+    # with: TP 2, FN 1; without: TN 1, FP 1. Accuracy 3/5.
+    # F1(with) = 2*2/(2*2+1+1) = 2/3; F1(without) = 2*1/(2*1+1+1) = 1/2.
+    assert s.frame_accuracy == 0.6
+    assert s.frame_macro_f1 == pytest.approx((2 / 3 + 1 / 2) / 2, abs=1e-4)
+    assert s.as_dict()["frame_macro_f1"] == s.frame_macro_f1
+    s = summarise_detections(results, conf_threshold=0.45)  # the 0.4 false finding goes
+    # with: TP 2, FN 1 -> F1 4/5; without: TN 2, FN 1 as its FP -> P 2/3, R 1, F1 4/5.
+    assert s.frame_accuracy == 0.8
+    assert s.frame_macro_f1 == pytest.approx(0.8, abs=1e-4)
+
+
 def test_no_background_images_gives_no_false_alarm_rate():
     s = summarise_detections([image([(0, 0, 10, 10)], [det(0, 0, 10, 10, 0.9)])])
     assert s.n_background == 0

@@ -28,6 +28,55 @@ def bundled_cards(root: Path | None = None) -> list[ModelCard]:
     return [load_card(p) for p in sorted(root.rglob("*" + CARD_SUFFIX))]
 
 
+def model_names(root: Path | None = None) -> list[str]:
+    """The names ``--model`` takes: each bundled card's name, and for a model bundled in
+    several artefacts each artefact's ``name-precision-format`` too."""
+    names: list[str] = []
+    for card in bundled_cards(root):
+        for name in (card.name, qualified_name(card)):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def qualified_name(card: ModelCard) -> str:
+    suffix = f"-{card.precision}-{card.format}"
+    return card.name if card.name.endswith(suffix) else card.name + suffix
+
+
+def resolve_model(
+    given: str | None, task: str, backend: str, root: Path | None = None
+) -> ModelCard:
+    """``--model``: a model file or card, a bundled name (the artefact that ``backend``
+    runs best, as for the default), or nothing (the bundled default for ``task``)."""
+    if not given:
+        return default_model(task, backend, root)
+    if Path(given).exists():
+        return load_card(Path(given))
+    cards = [c for c in bundled_cards(root) if given in (c.name, qualified_name(c))]
+    cards = [c for c in cards if c.task == task]
+    formats = BACKENDS[backend].formats
+    for fmt in formats:
+        for precision in PRECISION_PREFERENCE:
+            for card in cards:
+                if card.format == fmt and card.precision == precision:
+                    return card
+    if cards:
+        raise ModelError(
+            f"--model {given}: bundled, but not in a format backend {backend!r} runs "
+            f"({' or '.join(formats)})"
+        )
+    known = [
+        n
+        for n in model_names(root)
+        if any(c.task == task and n in (c.name, qualified_name(c)) for c in bundled_cards(root))
+    ]
+    raise ModelError(
+        f"--model {given}: no such file, nor a bundled {task} model "
+        f"(`capsule-edge models` lists them: {', '.join(known)})"
+    )
+
+
 def default_model(task: str, backend: str, root: Path | None = None) -> ModelCard:
     """The bundled default for ``task`` in the artefact the backend runs best: int8 in
     the backend's own format first."""

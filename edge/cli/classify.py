@@ -20,13 +20,10 @@ if TYPE_CHECKING:
 
 
 def _open_classifier(args: argparse.Namespace) -> Classifier:
-    from edge.bundled import default_model
-    from edge.models.card import ModelCard, load_card
+    from edge.bundled import resolve_model
     from edge.models.classifier import Classifier
 
-    card: ModelCard = (
-        load_card(args.model) if args.model else default_model("classification", args.backend)
-    )
+    card = resolve_model(args.model, "classification", args.backend)
     return Classifier.open(card.path, args.backend, backend_options(args))
 
 

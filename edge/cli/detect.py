@@ -17,11 +17,10 @@ from edge.annotate import (
     is_video_file,
     write_image,
 )
-from edge.bundled import default_model
+from edge.bundled import resolve_model
 from edge.cli.options import add_model_args, backend_options
 from edge.errors import BadInputError
 from edge.frames import decode_files, expand_paths
-from edge.models.card import load_card
 from edge.models.detector import CONF_THRESHOLD, IOU_THRESHOLD, Detector
 from edge.types import Detections, Skipped
 
@@ -29,7 +28,7 @@ DEFAULT_VIDEO_DIR = Path("detections")
 
 
 def open_detector(args: argparse.Namespace) -> Detector:
-    card = load_card(args.model) if args.model else default_model("detection", args.backend)
+    card = resolve_model(args.model, "detection", args.backend)
     return Detector.open(
         card.path,
         args.backend,
@@ -126,13 +125,15 @@ def cmd_eval_detect(args: argparse.Namespace) -> int:
     fp = s.fp_frames_per_100_background
     aside = len(result.set_aside)
     print(
-        f"{s.n_images} polyp frames ({s.n_boxes} boxes), {s.n_background} polyp-free frames, "
+        f"{s.n_images} frames with boxes ({s.n_boxes} boxes), {s.n_background} without, "
         f"{len(result.skipped)} skipped"
-        + (f", {aside} set aside (polyp images with no usable box)" if aside else "")
+        + (f", {aside} set aside (images whose every box is unusable)" if aside else "")
         + "\n"
         f"mAP@0.5 {s.map50:.3f}  mAP@0.5:0.95 {s.map50_95:.3f}  "
-        f"precision {s.precision:.3f}  recall {s.recall:.3f}  (at confidence {args.conf})"
-        + (f"\nfalse-alarm frames per 100 polyp-free frames: {fp:.1f}" if fp is not None else "")
+        f"precision {s.precision:.3f}  recall {s.recall:.3f}  (at confidence {args.conf})\n"
+        f"frames with a finding vs with a box: accuracy {s.frame_accuracy:.3f}  "
+        f"macro-F1 {s.frame_macro_f1:.3f}"
+        + (f"\nfalse-alarm frames per 100 frames without a box: {fp:.1f}" if fp is not None else "")
     )
     for skip in result.skipped:
         print(f"skipped {skip}", file=sys.stderr)

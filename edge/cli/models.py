@@ -8,14 +8,14 @@ from typing import Any
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from edge.bundled import bundled_cards
+    from edge.bundled import bundled_cards, qualified_name
 
     cards = bundled_cards()
-    print(f"{'name':<28}{'task':<16}{'format':<10}{'precision':<11}{'size':>10}  sha256")
+    print(f"{'name (--model)':<28}{'task':<16}{'format':<10}{'precision':<11}{'size':>10}  sha256")
     for card in cards:
         size = card.size_bytes()
         print(
-            f"{card.name:<28}{card.task:<16}{card.format:<10}{card.precision:<11}"
+            f"{qualified_name(card):<28}{card.task:<16}{card.format:<10}{card.precision:<11}"
             f"{size / 1e6:>8.2f}MB  {card.sha256}"
         )
     if not cards:

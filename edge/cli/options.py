@@ -18,7 +18,10 @@ _FLAGS = {
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file or card (default: the bundled model)")
+    p.add_argument(
+        "--model",
+        help="model file or card, or a bundled name (`capsule-edge models`); default: bundled",
+    )
     p.add_argument("--backend", choices=sorted(BACKENDS), default="litert")
     p.add_argument("--threads", type=int, help="inference threads, 0-256 (default 0: every core)")
     p.add_argument("--device", help="OpenVINO only: CPU (default), GPU, NPU, AUTO")

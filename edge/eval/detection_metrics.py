@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.errors import BadInputError
+from edge.eval.metrics import confusion_matrix, summarise
 from edge.types import BBox, Detection, Detections
 
 MAX_DETECTIONS = 100
@@ -57,6 +58,10 @@ class DetectionSummary:
     # background images with a detection >= conf_threshold, per 100 background images
     fp_frames_per_100_background: float | None
     conf_threshold: float
+    # The frame-level decision "has a finding" (a box at conf_threshold) against "has a
+    # ground-truth box": accuracy, and macro-F1 over the two classes present.
+    frame_accuracy: float = 0.0
+    frame_macro_f1: float = 0.0
 
     def as_dict(self) -> dict[str, float | int | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -126,6 +131,12 @@ def summarise_detections(
     n_detected = sum(above)
     background = [n for image, n in zip(images, above, strict=True) if image.n_truth == 0]
     fp_frames = sum(1 for n in background if n > 0)
+    decided = summarise(
+        confusion_matrix(
+            [int(image.n_truth > 0) for image in images], [int(n > 0) for n in above], 2
+        ),
+        ("without", "with"),
+    )
     return DetectionSummary(
         map50=float(samples[0].mean()),
         map50_95=float(samples.mean()),
@@ -136,6 +147,8 @@ def summarise_detections(
         n_background=len(background),
         fp_frames_per_100_background=100.0 * fp_frames / len(background) if background else None,
         conf_threshold=conf_threshold,
+        frame_accuracy=decided["accuracy"],
+        frame_macro_f1=decided["macro_f1"],
     )
 
 
