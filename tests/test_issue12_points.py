@@ -7,11 +7,9 @@ META last, an unplug nobody notices, no heartbeat past a frame whose META is not
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -25,34 +23,10 @@ from firmware_bridge.protocol import Heartbeat, MessageType
 from firmware_bridge.recorder import Recorder
 from firmware_bridge.stream import LinkError, StreamDecoder
 from tests.link_messages import asked, chunk, hello, meta, replies
+from tests.study_runs import CLASSIFIER_ONLY, ENV, HANG_S, cli, popen
 from tests.test_host_link import frames, pump
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-CLASSIFIER_ONLY = ["--no-detector", "--no-http", "-q"]
-TIMEOUT_S = 240
-
-
-def _popen(*args: str | Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-    )
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-        timeout=TIMEOUT_S,
-    )
 
 
 def _jpegs(folder: Path, n: int) -> Path:
@@ -87,9 +61,9 @@ def _simulator(tmp: Path, *args: str | Path) -> tuple[subprocess.Popen, Path]:
 def _stop_after(sim: subprocess.Popen, run: subprocess.Popen) -> None:
     """The simulator is done (everything acknowledged): Ctrl-C the runtime."""
     try:
-        assert sim.wait(timeout=TIMEOUT_S) == 0, sim.stderr.read() if sim.stderr else ""
+        assert sim.wait(timeout=HANG_S) == 0, sim.stderr.read() if sim.stderr else ""
         run.send_signal(signal.SIGINT)
-        _, err = run.communicate(timeout=TIMEOUT_S)
+        _, err = run.communicate(timeout=HANG_S)
         assert run.returncode == 0, err[-3000:]
     finally:
         for proc in (sim, run):
@@ -105,12 +79,12 @@ def _stop_after(sim: subprocess.Popen, run: subprocess.Popen) -> None:
 def test_2_a_second_runtime_on_a_study_in_use_is_refused_and_the_first_goes_on(tmp_path: Path):
     sim, link = _simulator(tmp_path, "--count", "300", "--size", "2000", "--fps", "0")
     study = tmp_path / "study"
-    first = _popen("run", "--source", f"serial://{link}", "--study", study, *CLASSIFIER_ONLY)
+    first = popen("run", "--source", f"serial://{link}", "--study", study, *CLASSIFIER_ONLY)
     assert first.stderr is not None
     while not (line := first.stderr.readline()).startswith("capsule-edge: study "):
         assert line, "the first runtime stopped before it opened its study"
     (tmp_path / "empty").mkdir()
-    second = _cli("run", "--source", f"dir://{tmp_path / 'empty'}", "--study", study)
+    second = cli("run", "--source", f"dir://{tmp_path / 'empty'}", "--study", study)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines() == [second.stderr.strip()]  # one line
     assert f"in use by pid {first.pid}" in second.stderr
@@ -130,7 +104,7 @@ def test_6_the_demo_of_1000_frames_at_fps_0_infers_1000_and_a_second_demo_adds_a
 ):
     frames_dir, out = _jpegs(tmp_path / "frames", 40), tmp_path / "demo"
     # The issue's command, with the default backlog (256): a quarter of the recording.
-    demo = _cli(
+    demo = cli(
         *("demo", "--count", "1000", "--fps", "0", "--frames", frames_dir, "--out", out),
         *CLASSIFIER_ONLY,
     )
@@ -139,7 +113,7 @@ def test_6_the_demo_of_1000_frames_at_fps_0_infers_1000_and_a_second_demo_adds_a
     assert (doc["frames_sent"], doc["frames_stored"], doc["frames_inferred"]) == (1000,) * 3
     assert doc["frames_skipped"] == 0 and doc["frames_not_inferred"] == 0
     assert doc["study"] == str(out / "study")
-    again = _cli(
+    again = cli(
         *("demo", "--count", "7", "--fps", "0", "--frames", frames_dir, "--out", out),
         *CLASSIFIER_ONLY,
     )
@@ -148,7 +122,7 @@ def test_6_the_demo_of_1000_frames_at_fps_0_infers_1000_and_a_second_demo_adds_a
     assert sorted(n for _, n in sessions) == [7, 1000]  # two sessions (random ids)
     inferred = _rows(out / "study", "SELECT status, COUNT(*) FROM inference GROUP BY 1")
     assert inferred == [("done", 1007)]
-    assert _cli("study", "verify", out / "study").returncode == 0
+    assert cli("study", "verify", out / "study").returncode == 0
 
 
 # --- 21. capsule-edge run sends a RESULT with a status for every frame, the class names,
@@ -163,7 +137,7 @@ def test_21_the_runtime_answers_every_frame_with_a_result_and_its_status(tmp_pat
         *(tmp_path, "--count", "30", "--fps", "0", "--frames", frames_dir, "--loop")
     )
     study = tmp_path / "study"
-    run = _popen("run", "--source", f"serial://{link}", "--study", study, *CLASSIFIER_ONLY)
+    run = popen("run", "--source", f"serial://{link}", "--study", study, *CLASSIFIER_ONLY)
     _stop_after(sim, run)
     truth = json.loads((tmp_path / "truth.json").read_text())
     names = sorted(p.name for p in frames_dir.iterdir())

@@ -53,28 +53,30 @@ def resolve_model(
         return default_model(task, backend, root)
     if Path(given).exists():
         return load_card(Path(given))
-    cards = [c for c in bundled_cards(root) if given in (c.name, qualified_name(c))]
-    cards = [c for c in cards if c.task == task]
-    formats = BACKENDS[backend].formats
-    for fmt in formats:
-        for precision in PRECISION_PREFERENCE:
-            for card in cards:
-                if card.format == fmt and card.precision == precision:
-                    return card
+    of_task = [c for c in bundled_cards(root) if c.task == task]
+    cards = [c for c in of_task if given in (c.name, qualified_name(c))]
+    if (card := _runs_best(cards, backend)) is not None:
+        return card
     if cards:
         raise ModelError(
             f"--model {given}: bundled, but not in a format backend {backend!r} runs "
-            f"({' or '.join(formats)})"
+            f"({' or '.join(BACKENDS[backend].formats)})"
         )
-    known = [
-        n
-        for n in model_names(root)
-        if any(c.task == task and n in (c.name, qualified_name(c)) for c in bundled_cards(root))
-    ]
+    known = dict.fromkeys(n for c in of_task for n in (c.name, qualified_name(c)))
     raise ModelError(
         f"--model {given}: no such file, nor a bundled {task} model "
         f"(`capsule-edge models` lists them: {', '.join(known)})"
     )
+
+
+def _runs_best(cards: list[ModelCard], backend: str) -> ModelCard | None:
+    """The artefact ``backend`` runs best: its own format first, int8 before fp32."""
+    for fmt in BACKENDS[backend].formats:
+        for precision in PRECISION_PREFERENCE:
+            for card in cards:
+                if card.format == fmt and card.precision == precision:
+                    return card
+    return None
 
 
 def default_model(task: str, backend: str, root: Path | None = None) -> ModelCard:
@@ -85,13 +87,9 @@ def default_model(task: str, backend: str, root: Path | None = None) -> ModelCar
     cards = (
         [load_card(p) for p in sorted(folder.glob("*" + CARD_SUFFIX))] if folder.is_dir() else []
     )
-    formats = BACKENDS[backend].formats
-    for fmt in formats:
-        for precision in PRECISION_PREFERENCE:
-            for card in cards:
-                if card.format == fmt and card.precision == precision:
-                    return card
+    if (card := _runs_best(cards, backend)) is not None:
+        return card
     raise ModelError(
         f"{folder}: no bundled {task} model for backend {backend!r} "
-        f"(needs a {' or '.join(formats)} model)"
+        f"(needs a {' or '.join(BACKENDS[backend].formats)} model)"
     )

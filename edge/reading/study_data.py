@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.study import schema
 from edge.study.archive import Reader
 from edge.study.readonly import StudyView, open_study
 from edge.study.store import FrameRef, read_frame
@@ -80,7 +81,8 @@ def _load(view: StudyView) -> StudyData:
     # time they were written, not when they were captured.
     from_files = bool(rows) and all(r[10] is not None and "#" not in r[10] for r in rows)
     times = None if from_files else _times([(r[0], r[9]) for r in rows])
-    labels, scores = _scores(view, position, len(refs))
+    runs = _runs(db)
+    labels, scores = _scores(view, position, len(refs), runs)
     boxes: dict[int, list[Box]] = defaultdict(list)
     for s, i, label, score, x0, y0, x1, y1 in db.execute(
         "SELECT session, idx, label, score, x0, y0, x1, y1 FROM findings "
@@ -113,7 +115,7 @@ def _load(view: StudyView) -> StudyData:
         latency_ms=latency,
         ledger=ledger,
         link=_json(link_row[0]) if link_row else None,
-        runs=_runs(db),
+        runs=runs,
     )
 
 
@@ -139,14 +141,14 @@ def _times(stamps: list[tuple[int, int]]) -> np.ndarray | None:
 
 
 def _scores(
-    view: StudyView, position: dict[tuple[int, int], int], n: int
+    view: StudyView, position: dict[tuple[int, int], int], n: int, runs: list[dict[str, Any]]
 ) -> tuple[tuple[str, ...], np.ndarray]:
     """Every class score per frame; a frame of a schema-1 study has only its top class,
     taken as that score for it and the rest shared evenly among the others."""
     db = view.db
     labels: list[str] = []
     per_frame: dict[int, dict[str, float]] = {}
-    if "class_scores" in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
+    if "class_scores" in schema.tables(db):
         for s, i, text in db.execute(
             "SELECT c.session, c.idx, c.scores FROM class_scores c JOIN inference i "
             "USING (session, idx) WHERE c.model = 'classifier' AND i.status = 'done'"
@@ -163,7 +165,7 @@ def _scores(
             tops[position[(s, i)]] = (str(label), float(score))
             if label not in labels:
                 labels.append(str(label))
-    known = _card_labels(view)
+    known = _card_labels(runs)
     if known and set(labels) <= set(known):
         labels = list(known)
     scores = np.full((n, len(labels)), np.nan)
@@ -177,9 +179,9 @@ def _scores(
     return tuple(labels), scores
 
 
-def _card_labels(view: StudyView) -> list[str]:
+def _card_labels(runs: list[dict[str, Any]]) -> list[str]:
     """The classifier's labels from the card of the last run's model, when it is still there."""
-    for run in reversed(_runs(view.db)):
+    for run in reversed(runs):
         card = run.get("cards", {}).get("classifier") or {}
         if isinstance(card.get("labels"), list):
             return [str(x) for x in card["labels"]]
