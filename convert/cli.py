@@ -53,6 +53,8 @@ def _train_detector(args: argparse.Namespace) -> int:
         split=args.split,
         background=args.background,
         name=args.name,
+        model=args.model,
+        fov=args.fov,
         img=args.img,
         epochs=args.epochs,
         batch=args.batch,
@@ -134,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train YOLOv5s on polyp boxes (detector profile: make detector-env); resumes",
     )
     d.add_argument("--data", type=Path, required=True, help="Kvasir-SEG or YOLO-format folder")
-    d.add_argument("--split", type=Path, required=True, help="the classifier's split.json")
+    d.add_argument(
+        "--split", type=Path, help="the classifier's split.json (default: the run makes one)"
+    )
+    d.add_argument("--model", default="yolov5s", help="yolov5 architecture (yolov5n, yolov5s)")
+    d.add_argument(
+        "--fov", action="store_true", help="capsule frames: black out beyond the field of view"
+    )
     d.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
     d.add_argument("--name", default="yolov5s-256", help="run name; the same name resumes")
     d.add_argument("--img", type=int, default=256, help="input side (256; 320 as an option)")

@@ -1,4 +1,4 @@
-"""Build the YOLO-format training folder for the polyp detector.
+"""Build the YOLO-format training folder of a detector (polyps, or capsule bleeding).
 
 Polyp frames come from a Kvasir-SEG folder (or a YOLO/LabelImg folder); polyp-free
 frames from the non-polyp classes of a HyperKvasir ``labeled-images`` tree go in as
@@ -16,6 +16,10 @@ about half the polyp frames (Kvasir-SEG) show mucosa there. A detector can learn
 and training breaks the shortcut instead: the inset region of a polyp frame is blacked
 out (seeded, ``inset_blackout`` of them) where no polyp mask reaches into it, so that
 a black inset says nothing about polyps. Validation frames are never altered.
+
+Capsule frames (a YOLO folder with its own split, ``images/<file>`` keys): with a field
+of view (``edge.fov``), every frame, training and validation, is written with everything
+outside it set to 0, exactly as the runtime's preprocessing sets it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ import numpy as np
 from edge.errors import BadInputError
 from edge.eval.dataset import read_split, scan
 from edge.eval.detection_data import DetectionSample
-from edge.eval.detector import load_detection_folder
+from edge.eval.detector import load_detection_folder, split_stems
+from edge.fov import FieldOfView
 from edge.frames import read_image
 from edge.preprocess import OVERLAY_REGIONS, black_out
 from edge.types import Skipped
 
-POLYP_CLASS = "polyps"
-NAMES = ["polyp"]
 INSET = OVERLAY_REGIONS["position-inset"]
 INSET_BLACK = 0.6  # fraction of near-black pixels that makes an inset "already black"
 MASK_REACH = 0.01  # a polyp mask covering more of the inset than this keeps it visible
@@ -49,16 +52,13 @@ class PreparedData:
     root: Path
     yaml: Path
     counts: dict[str, int]
+    names: list[str]
     skipped: list[Skipped] = field(default_factory=list)
 
 
 def _stem_sides(train: set[str], val: set[str]) -> dict[str, str]:
-    sides: dict[str, str] = {}
-    for side, keys in (("train", train), ("val", val)):
-        for key in keys:
-            parts = key.split("/")
-            if len(parts) >= 2 and parts[-2] == POLYP_CLASS:
-                sides[Path(parts[-1]).stem] = side
+    sides = dict.fromkeys(split_stems(train), "train")
+    sides.update(dict.fromkeys(split_stems(val), "val"))
     return sides
 
 
@@ -79,11 +79,12 @@ def _mask_reaches_inset(mask_path: Path, sample: DetectionSample, shape: tuple[i
     return any(b.x0 < x1 and b.x1 > x0 and b.y0 < y1 and b.y1 > y0 for b in sample.boxes)
 
 
-def _label_lines(sample: DetectionSample, width: int, height: int) -> str:
+def _label_lines(sample: DetectionSample, names: list[str], width: int, height: int) -> str:
     lines = []
-    for box in sample.boxes:
+    for box, label in zip(sample.boxes, sample.labels, strict=True):
         cx, cy = (box.x0 + box.x1) / 2 / width, (box.y0 + box.y1) / 2 / height
-        lines.append(f"0 {cx:.6f} {cy:.6f} {box.width / width:.6f} {box.height / height:.6f}")
+        cls = names.index(label)
+        lines.append(f"{cls} {cx:.6f} {cy:.6f} {box.width / width:.6f} {box.height / height:.6f}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -103,7 +104,7 @@ def _background_frames(hyper_kvasir: Path, train: set[str], val: set[str]) -> di
     dataset = scan(hyper_kvasir)
     frames: dict[str, list[Path]] = {"train": [], "val": []}
     for sample in dataset.samples:
-        if sample.label == POLYP_CLASS:
+        if sample.label == "polyps":
             continue
         key = sample.key(dataset.root)
         if key in val:
@@ -121,6 +122,7 @@ def prepare(
     n_background: int = 250,
     inset_blackout: float = 0.75,
     seed: int = 0,
+    fov: FieldOfView | None = None,
 ) -> PreparedData:
     """Write ``out/images/{train,val}``, ``out/labels/{train,val}`` and ``out/data.yaml``.
 
@@ -129,6 +131,7 @@ def prepare(
     seeded, across the classes.
     """
     data = load_detection_folder(polyps)
+    names = sorted({label for s in data.samples for label in s.labels}) or ["polyp"]
     train_keys, val_keys = read_split(split_file)
     sides = _stem_sides(train_keys, val_keys)
     missing = [s.path.name for s in data.samples if s.path.stem not in sides]
@@ -146,6 +149,7 @@ def prepare(
     counts = dict.fromkeys(
         ("train_polyp", "val_polyp", "train_background", "val_background", "inset_blacked"), 0
     )
+    counts["fov_applied"] = 0
     skipped = list(data.skipped)
     for sample in data.samples:
         side = sides[sample.path.stem]
@@ -155,7 +159,7 @@ def prepare(
             skipped.append(Skipped.from_error(sample.path, exc))
             continue
         height, width = image.shape[:2]
-        changed = None
+        changed: np.ndarray | None = None  # BGR, to be written losslessly
         if (
             side == "train"
             and sample.boxes
@@ -167,9 +171,12 @@ def prepare(
         ):
             changed = cv2.cvtColor(black_out(image, [INSET]), cv2.COLOR_RGB2BGR)
             counts["inset_blacked"] += 1
-        _write(
-            out, side, sample.path.name, sample.path, _label_lines(sample, width, height), changed
-        )
+        if fov is not None:
+            bgr = changed if changed is not None else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+            changed = fov.apply(np.asarray(bgr, np.uint8))
+            counts["fov_applied"] += 1
+        lines = _label_lines(sample, names, width, height)
+        _write(out, side, sample.path.name, sample.path, lines, changed)
         counts[f"{side}_{'polyp' if sample.boxes else 'background'}"] += 1
     if hyper_kvasir is not None:
         frames = _background_frames(hyper_kvasir, train_keys, val_keys)
@@ -185,8 +192,8 @@ def prepare(
         raise BadInputError(f"{split_file}: leaves no polyp frames on one side")
     yaml = out / "data.yaml"
     yaml.write_text(
-        f"path: {out}\ntrain: images/train\nval: images/val\nnc: 1\nnames: {NAMES}\n",
+        f"path: {out}\ntrain: images/train\nval: images/val\nnc: {len(names)}\nnames: {names}\n",
         encoding="utf-8",
     )
     (out / "prepared.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
-    return PreparedData(out, yaml, counts, skipped)
+    return PreparedData(out, yaml, counts, names, skipped)

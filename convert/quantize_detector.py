@@ -39,9 +39,10 @@ import numpy as np
 from edge.errors import BadInputError
 from edge.eval.detection_metrics import PARITY_IOU, box_parity
 from edge.eval.detector import DetectionEval, evaluate_detector, iter_images, labelled_frames
+from edge.fov import FieldOfView
 from edge.models.card import write_card
 from edge.models.detector import Detector
-from edge.preprocess import LETTERBOX_ID, letterbox
+from edge.preprocess import FOV_LETTERBOX_ID, LETTERBOX_ID, letterbox
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,20 @@ def _read_json(path: Path) -> Any:
 
 
 def _calibration(
-    data: Path, split: Path, background: Path | None, size: int, count: int, seed: int
+    data: Path,
+    split: Path,
+    background: Path | None,
+    size: int,
+    count: int,
+    seed: int,
+    fov: FieldOfView | None,
 ) -> np.ndarray:
     frames, skipped = labelled_frames(data, split, background, side="train")
     random.Random(seed).shuffle(frames)
-    chosen = [letterbox(image, size)[0] for _, image in iter_images(frames[:count], skipped)]
+    chosen = [
+        letterbox(fov.apply(image) if fov else image, size)[0]
+        for _, image in iter_images(frames[:count], skipped)
+    ]
     if not chosen:
         raise BadInputError(f"{data}: no training frames could be read for calibration")
     return np.stack(chosen).astype(np.float32)
@@ -152,11 +162,25 @@ def _export_all(export: Path, out: Path, calib: np.ndarray, size: int) -> None:
 
 
 def card_fields(
-    file: str, name: str, meta: dict[str, Any], training: dict[str, Any]
+    file: str,
+    name: str,
+    meta: dict[str, Any],
+    training: dict[str, Any],
+    fov: FieldOfView | None = None,
 ) -> dict[str, Any]:
     """Everything a detector card says but its evaluation."""
     fmt, precision, _, layout = ARTEFACTS[file]
     size = int(meta["input_size"])
+    preprocessing: dict[str, Any] = {
+        "id": LETTERBOX_ID,
+        "overlays": "kept: the detector sees whole frames (see convert/detector_data.py)",
+    }
+    if fov is not None:
+        preprocessing = {
+            "id": FOV_LETTERBOX_ID,
+            "fov": fov.to_card(),
+            "outside_fov": "set to 0 before the letterbox, as in training (edge/fov.py)",
+        }
     return {
         "task": "detection",
         "name": name,
@@ -169,10 +193,7 @@ def card_fields(
             "dtype": "int8" if file == "int8.tflite" else "float32",
             "range": "RGB 0-255",
         },
-        "preprocessing": {
-            "id": LETTERBOX_ID,
-            "overlays": "kept: the detector sees whole frames (see convert/detector_data.py)",
-        },
+        "preprocessing": preprocessing,
         "detector": {
             "layout": layout,
             "strides": meta["strides"],
@@ -188,13 +209,16 @@ def card_fields(
 
 
 def _training_summary(run: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    config = run.parent / f"{run.name}.config.json"
+    given = _read_json(config) if config.is_file() else {}
+    arch = given.get("model", "yolov5s")
+    flips = ", flipud 0.5" if given.get("fov") else ""
     summary: dict[str, Any] = {
-        "recipe": "yolov5 7.0.14 train.py, yolov5s.yaml from scratch, hyp.scratch-low",
+        "recipe": f"yolov5 7.0.14 train.py, {arch}.yaml from scratch, hyp.scratch-low{flips}",
         "input_size": meta["input_size"],
     }
-    config = run.parent / f"{run.name}.config.json"
-    if config.is_file():
-        summary["config"] = _read_json(config)
+    if given:
+        summary["config"] = given
     results = run / "results.csv"
     if results.is_file():
         with results.open(encoding="utf-8") as f:
@@ -228,7 +252,9 @@ def quantize_detector(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    calib = _calibration(data, split, background, size, calibration, seed)
+    fov_file = run / "fov.json"
+    fov = FieldOfView.from_card(_read_json(fov_file), fov_file) if fov_file.is_file() else None
+    calib = _calibration(data, split, background, size, calibration, seed, fov)
     started = time.time()
     _export_all(export, out, calib, size)
     log.info("exported in %.0f s", time.time() - started)
@@ -238,15 +264,19 @@ def quantize_detector(
     evals: dict[str, DetectionEval] = {}
     cards: dict[str, dict[str, Any]] = {}
     for file, (_, _, backend, _) in ARTEFACTS.items():
-        fields = card_fields(file, name, meta, training)
+        fields = card_fields(file, name, meta, training, fov)
         write_card(out / file, fields)
         with Detector.open(out / file, backend) as det:
             evals[file] = evaluate_detector(det, data, split, background)
+            if fov is not None:  # the same frames with nothing left outside the field of view
+                blacked = evaluate_detector(det, data, split, background, transform=fov.apply)
         fields["evaluation"] = {
             "split": "validation",
             "backend": backend,
             **evals[file].summary.as_dict(),
         }
+        if fov is not None:
+            fields["evaluation_fov_blacked_out"] = blacked.summary.as_dict()
         cards[file] = fields
         report.rows.append({"file": file, "backend": backend, "evaluation": fields["evaluation"]})
         log.info("%s: %s", file, fields["evaluation"])

@@ -1,7 +1,15 @@
-"""Train the YOLOv5s polyp detector with the `yolov5` package (the detector profile).
+"""Train a YOLOv5 detector with the `yolov5` package (the detector profile).
 
-The original anchor-based YOLOv5s and its v7.0 recipe (mosaic, EMA, AutoAnchor,
-hyp.scratch-low) from scratch: COCO weights cannot be downloaded here. The run lives under
+The original anchor-based YOLOv5 (``--model yolov5s``, or the smaller ``yolov5n``) and
+its v7.0 recipe (mosaic, EMA, AutoAnchor, hyp.scratch-low) from scratch: COCO weights
+cannot be downloaded here.
+
+Two kinds of data: the polyp detector's (Kvasir-SEG with HyperKvasir backgrounds, split
+by the classifier's ``split.json``), and a YOLO folder of capsule frames (WCEBleedGen)
+with no split given: the run makes its own (``convert.detector_split``, written to the
+run as ``split.json``), estimates the field of view from the training frames
+(``fov.json``, later in the cards) and trains on frames blacked out beyond it. A capsule
+has no "up", so capsule runs flip frames vertically as well as horizontally. The run lives under
 ``~/.cache/capsule-edge/detector/runs/<name>``; yolov5 saves ``weights/last.pt`` every
 epoch, and calling ``train`` again with the same name resumes from it, so a run survives
 any interruption. The curve is yolov5's ``results.csv`` and ``results.png`` in the run.
@@ -19,6 +27,10 @@ from pathlib import Path
 
 from convert import yolov5_compat
 from convert.detector_data import prepare
+from convert.detector_split import split_detection_folder, write_split
+from edge.eval.detector import labelled_frames, load_detection_folder
+from edge.fov import FieldOfView, estimate
+from edge.frames import read_image
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +39,12 @@ RUNS = Path.home() / ".cache" / "capsule-edge" / "detector" / "runs"
 
 @dataclass
 class DetectorConfig:
-    data: Path  # Kvasir-SEG or YOLO-format folder of polyp frames
-    split: Path  # the classifier's split.json
+    data: Path  # Kvasir-SEG or YOLO-format folder
+    split: Path | None = None  # the classifier's split.json; None: the run makes its own
     background: Path | None = None  # HyperKvasir tree: non-polyp classes as background
     name: str = "yolov5s-256"
+    model: str = "yolov5s"  # the yolov5 architecture: yolov5n, yolov5s, ...
+    fov: bool = False  # capsule frames: estimate the field of view, black out beyond it
     img: int = 256
     epochs: int = 120
     batch: int = 16
@@ -43,6 +57,36 @@ class DetectorConfig:
 
 def run_dir(config: DetectorConfig) -> Path:
     return config.runs / config.name
+
+
+def _hyp(config: DetectorConfig, out: Path) -> Path:
+    """yolov5's hyp.scratch-low, with vertical flips for capsule frames."""
+    import yaml
+    import yolov5
+
+    base = Path(yolov5.__file__).parent / "data" / "hyps" / "hyp.scratch-low.yaml"
+    hyp = yaml.safe_load(base.read_text(encoding="utf-8"))
+    if config.fov:
+        hyp["flipud"] = 0.5
+    path = out / f"{config.name}.hyp.yaml"
+    path.write_text(yaml.safe_dump(hyp), encoding="utf-8")
+    return path
+
+
+def _split_and_fov(config: DetectorConfig, out: Path) -> tuple[Path, FieldOfView | None]:
+    split = config.split
+    if split is None:
+        split = write_split(
+            split_detection_folder(load_detection_folder(config.data), seed=config.seed),
+            out / "split.json",
+        )
+    fov = None
+    if config.fov:
+        frames, _ = labelled_frames(config.data, split, config.background, side="train")
+        fov = estimate(read_image(f.path) for f in frames)
+        (out / "fov.json").write_text(json.dumps(fov.to_card()), encoding="utf-8")
+        log.info("field of view %s", fov.to_card())
+    return split, fov
 
 
 def train(config: DetectorConfig) -> Path:
@@ -61,26 +105,29 @@ def train(config: DetectorConfig) -> Path:
         log.info("resuming %s", last)
         yolo_train.run(resume=str(last))
     else:
+        out.mkdir(parents=True, exist_ok=True)
+        split, fov = _split_and_fov(config, out)
         prepared = prepare(
             config.data,
             config.runs.parent / "data" / config.name,
-            config.split,
+            split,
             config.background,
             n_background=config.n_background,
-            inset_blackout=config.inset_blackout,
+            inset_blackout=0.0 if config.fov else config.inset_blackout,
             seed=config.seed,
+            fov=fov,
         )
         log.info("training frames: %s", prepared.counts)
         for skip in prepared.skipped:
             log.warning("skipped %s: %s", skip.source, skip.reason)
-        out.parent.mkdir(parents=True, exist_ok=True)
         (out.parent / f"{config.name}.config.json").write_text(
             json.dumps(asdict(config) | {"prepared": prepared.counts}, indent=2, default=str),
             encoding="utf-8",
         )
         yolo_train.run(
             data=str(prepared.yaml),
-            cfg="yolov5s.yaml",
+            cfg=f"{config.model}.yaml",
+            hyp=str(_hyp(config, out)),
             weights="",
             imgsz=config.img,
             epochs=config.epochs,

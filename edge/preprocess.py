@@ -135,6 +135,9 @@ def prepare(image: Image, size: int) -> Image:
 # The detector sees whole frames, overlays included (see convert/detector_data.py for
 # why): only an aspect-keeping resize onto a grey square, as yolov5 trains and validates.
 LETTERBOX_ID = "letterbox-114-v1"
+# A capsule detector's: everything outside its field of view (the card's
+# ``preprocessing.fov``, see edge/fov.py) set to 0, then the same letterbox.
+FOV_LETTERBOX_ID = "fov-letterbox-114-v1"
 LETTERBOX_PAD = 114
 
 

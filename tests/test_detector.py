@@ -165,7 +165,7 @@ def test_confidence_threshold_filters():
         ({"detector": {"layout": "boxes", "strides": [8], "anchors": []}}, "not 'raw' or"),
         ({"detector": {"layout": "raw", "strides": [8, 16], "anchors": ANCHORS}}, "one level per"),
         ({"task": "classification"}, "not detection"),
-        ({"preprocessing": {"id": "overlay-neutralise-v1"}}, "is not the detector's"),
+        ({"preprocessing": {"id": "overlay-neutralise-v1"}}, "is not one of the detector's"),
     ],
 )
 def test_bad_cards_are_refused_with_the_reason(changes: dict[str, object], message: str):

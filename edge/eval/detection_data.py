@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from edge.errors import BadInputError
 from edge.frames import image_size, is_image_file
 from edge.types import BBox, Skipped
@@ -106,6 +108,27 @@ def load_kvasir_seg(root: str | Path) -> DetectionDataset:
     if not samples:
         raise BadInputError(f"{root}: no labelled images")
     return DetectionDataset(root, samples, skipped, set_aside)
+
+
+def yolo_names(root: str | Path, default: list[str]) -> list[str]:
+    """The class names of a YOLO folder from its ``data.yaml`` (a list, or a map from
+    class id to name), else ``default``."""
+    path = Path(root) / "data.yaml"
+    if not path.is_file():
+        return default
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{path}: unreadable ({type(exc).__name__})") from None
+    names = doc.get("names") if isinstance(doc, dict) else None
+    if isinstance(names, dict):
+        try:
+            names = [names[i] for i in range(len(names))]
+        except KeyError:
+            names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BadInputError(f"{path}: names must be a list of class names (or 0..n-1 -> name)")
+    return names
 
 
 def load_yolo(root: str | Path, names: list[str]) -> DetectionDataset:

@@ -1,20 +1,27 @@
 """Run a detector over labelled frames: the core of ``eval detect`` and of conversion.
 
 Frames come from a Kvasir-SEG (or YOLO-format) folder; any image there without a box is
-a polyp-free frame, and one whose every box was unusable is set aside and counted (see
-``edge.eval.detection_data``). Optionally, polyp-free frames also come from a HyperKvasir class
-tree (every class but ``polyps``). A split file restricts both to its validation side.
+a frame without findings, and one whose every box was unusable is set aside and counted
+(see ``edge.eval.detection_data``). Optionally, polyp-free frames also come from a
+HyperKvasir class tree (every class but ``polyps``). A split file restricts both to its
+validation side. Its keys are either the classifier's (``.../polyps/<file>``: the same
+frames as Kvasir-SEG) or the data folder's own (``images/<file>``: a detector's split).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.errors import BadInputError
 from edge.eval.dataset import read_split, scan
-from edge.eval.detection_data import DetectionDataset, load_kvasir_seg, load_yolo
+from edge.eval.detection_data import (
+    DetectionDataset,
+    load_kvasir_seg,
+    load_yolo,
+    yolo_names,
+)
 from edge.eval.detection_metrics import DetectionSummary, ImageResult, summarise_detections
 from edge.frames import read_image
 from edge.models.detector import Detector
@@ -22,6 +29,8 @@ from edge.preprocess import Image
 from edge.types import BBox, Detections, Skipped
 
 POLYP_CLASS = "polyps"
+# The folder a split key's file lies in, for the frames of the detection folder.
+SPLIT_FOLDERS = (POLYP_CLASS, "images")
 EVAL_CONF = 0.001  # mAP needs the whole precision-recall curve, as yolov5's val.py
 
 
@@ -52,8 +61,14 @@ def load_detection_folder(root: Path) -> DetectionDataset:
     if (root / "kavsir_bboxes.json").is_file():
         return load_kvasir_seg(root)
     if (root / "labels").is_dir():
-        return load_yolo(root, ["polyp"])
+        # A LabelImg folder without data.yaml: the polyp detector's own layout.
+        return load_yolo(root, yolo_names(root, ["polyp"]))
     raise BadInputError(f"{root}: neither a Kvasir-SEG folder nor images/ + labels/ (YOLO)")
+
+
+def split_stems(keys: set[str]) -> set[str]:
+    """The file stems of a split's keys that name frames of the detection folder."""
+    return {Path(k).stem for k in keys if Path(k).parent.name in SPLIT_FOLDERS}
 
 
 def labelled_frames(
@@ -75,11 +90,7 @@ def labelled_set(
     if split is not None:
         train, val = read_split(split)
         keys = val if side == "val" else train
-    polyp_stems = (
-        {Path(k).stem for k in keys if k.split("/")[-2:-1] == [POLYP_CLASS]}
-        if keys is not None
-        else None
-    )
+    polyp_stems = split_stems(keys) if keys is not None else None
     frames = [
         LabelledFrame(s.path, s.boxes)
         for s in dataset.samples
@@ -117,9 +128,11 @@ def evaluate_detector(
     split: Path | None = None,
     background: Path | None = None,
     conf_threshold: float = 0.25,
+    transform: Callable[[Image], Image] | None = None,
 ) -> DetectionEval:
     """mAP over every candidate above ``EVAL_CONF``; precision, recall and false-alarm
-    frames at ``conf_threshold`` (the runtime's operating point)."""
+    frames at ``conf_threshold`` (the runtime's operating point). ``transform`` changes
+    each frame before the detector sees it (a robustness check)."""
     chosen = labelled_set(data, split, background)
     frames, skipped = chosen.frames, chosen.skipped
     saved = detector.conf_threshold
@@ -129,7 +142,7 @@ def evaluate_detector(
     try:
         for frame, image in iter_images(frames, skipped):
             used.append(frame)
-            found.append(detector.detect(image))
+            found.append(detector.detect(transform(image) if transform else image))
     finally:
         detector.conf_threshold = saved
     results = [ImageResult(f.truth, d.items) for f, d in zip(used, found, strict=True)]

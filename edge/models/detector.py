@@ -25,10 +25,18 @@ import numpy.typing as npt
 from edge.backends import Backend, BackendOptions
 from edge.backends.base import Quantization, TensorSpec
 from edge.errors import ModelError
+from edge.fov import FieldOfView
 from edge.models.adapter import ModelAdapter, input_quantization, input_tensor, open_model
 from edge.models.card import ModelCard
 from edge.models.quant import dequantize
-from edge.preprocess import LETTERBOX_ID, Image, Letterbox, letterbox
+from edge.preprocess import (
+    FOV_LETTERBOX_ID,
+    LETTERBOX_ID,
+    Image,
+    Letterbox,
+    check_frame,
+    letterbox,
+)
 from edge.types import BBox, Detection, Detections
 
 FloatArray = npt.NDArray[np.float32]
@@ -161,11 +169,14 @@ class Detector(ModelAdapter):
     ) -> None:
         if card.task != "detection":
             raise ModelError(f"{card.path}: task is {card.task!r}, not detection")
-        if card.preprocessing_id != LETTERBOX_ID:
+        if card.preprocessing_id not in (LETTERBOX_ID, FOV_LETTERBOX_ID):
             raise ModelError(
-                f"{card.path}: preprocessing {card.preprocessing_id!r} is not the detector's "
-                f"{LETTERBOX_ID!r}"
+                f"{card.path}: preprocessing {card.preprocessing_id!r} is not one of the "
+                f"detector's ({LETTERBOX_ID!r}, {FOV_LETTERBOX_ID!r})"
             )
+        self.fov: FieldOfView | None = None
+        if card.preprocessing_id == FOV_LETTERBOX_ID:
+            self.fov = FieldOfView.from_card(card.raw["preprocessing"].get("fov"), card.path)
         if not 0.0 <= conf_threshold < 1.0 or not 0.0 < iou_threshold <= 1.0:
             raise ModelError(
                 f"thresholds out of range: conf {conf_threshold} (0-1), iou {iou_threshold} (0-1]"
@@ -208,6 +219,9 @@ class Detector(ModelAdapter):
         return cls(runner, card, conf_threshold, iou_threshold)
 
     def preprocess(self, frame: Image) -> tuple[Image, Letterbox]:
+        if self.fov is not None:
+            check_frame(frame)
+            frame = self.fov.apply(frame)
         return letterbox(frame, self.size)
 
     def to_input(self, prepared: Image) -> np.ndarray:
