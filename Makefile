@@ -12,7 +12,11 @@ BUNDLE := edge/bundled/detector/$(DETECTOR)
 SPLIT := edge/bundled/classifier/edgecnn/split.json
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test test-quick lint typecheck unit clean detector-env detector
+BLEEDING := yolov5n-bleeding-224
+BLEEDING_RUN := $(HOME)/.cache/capsule-edge/detector/runs/$(BLEEDING)
+BLEEDING_BUNDLE := edge/bundled/detector/$(BLEEDING)
+
+.PHONY: demo test test-quick lint typecheck unit clean detector-env detector bleeding-detector
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +52,20 @@ detector: $(YOLO)/.installed $(DEV)/.installed
 		int8.xml.card.json fp32.onnx fp32.onnx.card.json $(CURDIR)/$(BUNDLE)/
 	cp $(DETECTOR_RUN)/results.csv $(DETECTOR_RUN)/results.png $(DETECTOR_RUN)/opt.yaml \
 		$(BUNDLE)/training/
+
+# The capsule bleeding detector: YOLOv5n on WCEBleedGen at its native 224 px, its own
+# split (near-twins on one side) and field of view (black beyond it), same gates.
+bleeding-detector: $(YOLO)/.installed $(DEV)/.installed
+	$(YOLO)/bin/capsule-convert -v train-detector --name $(BLEEDING) --model yolov5n --fov \
+		--img 224 --epochs 60 --data $(DATA)/wce-bleedgen
+	$(YOLO)/bin/capsule-convert export-detector --name $(BLEEDING) --img 224
+	$(DEV)/bin/capsule-convert -v quantize-detector --run $(BLEEDING_RUN) --name $(BLEEDING) \
+		--data $(DATA)/wce-bleedgen --split $(BLEEDING_RUN)/split.json
+	mkdir -p $(BLEEDING_BUNDLE)/training
+	cd $(BLEEDING_RUN)/artefacts && cp int8.tflite int8.tflite.card.json int8.xml int8.bin \
+		int8.xml.card.json fp32.onnx fp32.onnx.card.json $(CURDIR)/$(BLEEDING_BUNDLE)/
+	cp $(BLEEDING_RUN)/split.json $(BLEEDING_BUNDLE)/
+	cp $(BLEEDING_RUN)/results.csv $(BLEEDING_RUN)/opt.yaml $(BLEEDING_BUNDLE)/training/
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/capsule-edge demo

@@ -3,7 +3,6 @@ data.yaml, and the training folder written blacked out beyond the field of view.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2

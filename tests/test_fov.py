@@ -81,7 +81,7 @@ def test_apply_zeroes_only_outside() -> None:
     [None, {"cx": 0.5, "cy": 0.5}, {"cx": 0.5, "cy": 0.5, "r": 0}, {"cx": 2, "cy": 0.5, "r": 1}],
 )
 def test_bad_fov_in_a_card_is_one_line(raw: object) -> None:
-    with pytest.raises(ModelError, match="preprocessing.fov"):
+    with pytest.raises(ModelError, match=r"preprocessing\.fov"):
         FieldOfView.from_card(raw, "card.json")
 
 
@@ -111,7 +111,9 @@ def test_black_outside_the_fov_does_not_change_the_decisions(tmp_path: Path) -> 
         a, b = det.detect(noisy), det.detect(blacked)
     assert a.items and a == b
     # The check is sensitive: without the field of view, the surround changes the output.
-    with Detector.open(default_model("detection", "litert").model_path, conf_threshold=0.001) as det:
+    with Detector.open(
+        default_model("detection", "litert").model_path, conf_threshold=0.001
+    ) as det:
         assert det.detect(noisy) != det.detect(blacked)
 
 

@@ -16,6 +16,14 @@ from edge.models.card import CARD_SUFFIX, ModelCard, load_card
 # The bundled default per task, as a folder holding that model's artefacts.
 DEFAULTS = {"classification": "classifier/edgecnn", "detection": "detector/yolov5s-256"}
 PRECISION_PREFERENCE = ("int8", "fp32")
+# What a study runs, by the kind of study: each role's bundled model by name (None: the
+# role is off). colon: colonoscopy-trained classifier and polyp detector. capsule: the
+# bleeding detector trained on capsule frames; the colon models never saw a capsule
+# frame (the polyp detector marks 24.7 of 100 capsule frames without bleeding).
+PROFILES: dict[str, dict[str, str | None]] = {
+    "colon": {"classifier": "edgecnn", "detector": "yolov5s-256"},
+    "capsule": {"classifier": None, "detector": "yolov5n-bleeding-224"},
+}
 
 
 def models_root() -> Path:
@@ -33,10 +41,17 @@ def model_names(root: Path | None = None) -> list[str]:
     several artefacts each artefact's ``name-precision-format`` too."""
     names: list[str] = []
     for card in bundled_cards(root):
-        for name in (card.name, qualified_name(card)):
+        for name in (base_name(card), card.name, qualified_name(card)):
             if name not in names:
                 names.append(name)
     return names
+
+
+def base_name(card: ModelCard) -> str:
+    """The model's name without its artefact's ``-precision-format``: one name for all
+    the artefacts of a model (``edgecnn`` for ``edgecnn-int8-tflite``)."""
+    suffix = f"-{card.precision}-{card.format}"
+    return card.name.removesuffix(suffix)
 
 
 def qualified_name(card: ModelCard) -> str:
@@ -54,7 +69,7 @@ def resolve_model(
     if Path(given).exists():
         return load_card(Path(given))
     of_task = [c for c in bundled_cards(root) if c.task == task]
-    cards = [c for c in of_task if given in (c.name, qualified_name(c))]
+    cards = [c for c in of_task if given in (base_name(c), c.name, qualified_name(c))]
     if (card := _runs_best(cards, backend)) is not None:
         return card
     if cards:
@@ -62,7 +77,7 @@ def resolve_model(
             f"--model {given}: bundled, but not in a format backend {backend!r} runs "
             f"({' or '.join(BACKENDS[backend].formats)})"
         )
-    known = dict.fromkeys(n for c in of_task for n in (c.name, qualified_name(c)))
+    known = dict.fromkeys(n for c in of_task for n in (base_name(c), qualified_name(c)))
     raise ModelError(
         f"--model {given}: no such file, nor a bundled {task} model "
         f"(`capsule-edge models` lists them: {', '.join(known)})"

@@ -22,15 +22,21 @@ from firmware_bridge.protocol import CODEC_BY_SUFFIX, UART_MAX_CHUNK, USB_MAX_CH
 DATA = Path("../shared/data")
 
 
-def _demo_frames(args: argparse.Namespace) -> tuple[list[str], str]:
+def _demo_frames(args: argparse.Namespace, profile: str) -> tuple[list[str], str]:
     if args.frames is not None:
         if not args.frames.is_dir():
             raise BadInputError(f"{args.frames}: no such folder (--frames)")
         if not any(p.suffix.lower() in CODEC_BY_SUFFIX for p in args.frames.rglob("*")):
             raise BadInputError(f"{args.frames}: no .jpg, .jpeg or .png files in it (--frames)")
         return ["--frames", str(args.frames), "--loop"], f"frames from {args.frames}"
+    capsule = DATA / "wce-bleedgen" / "images"
+    if profile == "capsule" and capsule.is_dir():
+        return (
+            ["--frames", str(capsule), "--loop"],
+            f"real capsule frames from {capsule} (WCEBleedGen, bleeding and not)",
+        )
     polyps, others = DATA / "kvasir-seg" / "images", DATA / "hyper-kvasir" / "labeled-images"
-    if polyps.is_dir() and others.is_dir():
+    if profile == "colon" and polyps.is_dir() and others.is_dir():
         return (
             ["--frames", str(polyps), str(others)],
             f"real frames from {DATA} (Kvasir-SEG polyps and HyperKvasir, in turn)",
@@ -41,7 +47,6 @@ def _demo_frames(args: argparse.Namespace) -> tuple[list[str], str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="capsule-edge-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    frames, described = _demo_frames(args)
     link, truth = out / "recorder.pty", out / "recorder.json"
     study = args.study or out / "study"
     from edge.runtime import config as settings
@@ -51,6 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.http_port is None:
         given["http.port"] = 0  # any free port: a demo must not clash with a real run
     config = settings.load(args.config, given)
+    frames, described = _demo_frames(args, config["profile"])
     if not args.fps and not config["link.chunk"]:
         # A recorded study re-read at full speed comes over USB (no UART moves 100 frames
         # of 49 kB a second): the pty stands in for that link, with its chunk size.
@@ -112,7 +118,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"lost {doc['frames_lost'] or 0}, {doc['frames_inferred']} inferred, "
         f"{doc['frames_skipped']} skipped, {doc['fps']} fps, latency p50 "
         f"{doc['latency_ms']['p50']} / p95 {doc['latency_ms']['p95']} / p99 "
-        f"{doc['latency_ms']['p99']} ms, {doc['polyp_frames']} frames with polyps",
+        f"{doc['latency_ms']['p99']} ms, {doc['polyp_frames']} frames with "
+        f"{'/'.join(summary['models'].get('detector', {}).get('labels', ['findings']))}",
         file=sys.stderr,
     )
     print(f"demo: study in {study}, summary in {out / 'summary.json'}", file=sys.stderr)

@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edge.bundled import PROFILES
+
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -17,6 +19,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["source"] = args.source
     if args.study:
         out["study"] = str(args.study)
+    if args.profile:
+        out["profile"] = args.profile
     for role in ("classifier", "detector"):
         model = getattr(args, f"{role}_model")
         if model:
@@ -45,6 +49,12 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (flags override it)")
     p.add_argument("--study", type=Path, help="study folder (created, or resumed)")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="bundled models: colon (classifier + polyp detector, the default) or capsule "
+        "(bleeding detector)",
+    )
     p.add_argument("--backend", help="backend for both models: litert, openvino, onnxruntime")
     p.add_argument("--threads", type=int, help="inference threads per model")
     p.add_argument("--classifier-model", help="classifier model file (default: bundled)")

@@ -5,10 +5,13 @@ bad value is a one-line error naming the key and the file.
 
     source = "serial:///dev/ttyACM0?baud=921600"
     study = "studies/patient-17"
+    profile = "colon"       # the bundled models to run: colon (classifier + polyp
+                            # detector) or capsule (bleeding detector); a role's own
+                            # enabled/model below overrides its profile
 
     [classifier]            # and [detector]: the same keys
     enabled = true
-    model = ""              # "" = the bundled default for the backend
+    model = ""              # "" = the profile's; a bundled name (capsule-edge models) or a file
     backend = "litert"      # litert | openvino | onnxruntime
     threads = 0             # 0 = every core; at most 256
     # Each backend takes only its own settings; one given to another backend is an error.
@@ -61,6 +64,7 @@ from typing import Any
 
 from edge.backends.options import MAX_THREADS, PRECISIONS, not_taken, settings_of
 from edge.backends.registry import BACKENDS
+from edge.bundled import PROFILES
 from edge.errors import BadInputError
 from firmware_bridge.limits import MAX_CHUNK_LIMIT, MIN_CHUNK
 
@@ -130,6 +134,7 @@ DETECTOR_KEYS = {
 SCHEMA: dict[str, dict[str, Key] | Key] = {
     "source": Key(str, ""),
     "study": Key(str, ""),
+    "profile": Key(str, "colon", _one_of(*PROFILES)),
     "classifier": MODEL_KEYS,
     "detector": DETECTOR_KEYS,
     "pipeline": {
@@ -266,7 +271,22 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
         config.values[dotted] = _check(dotted, key, value, "command line")
         config.origin[dotted] = "command line"
     _check_backend_settings(config)
+    _apply_profile(config)
     return config
+
+
+def _apply_profile(config: Config) -> None:
+    """The profile's model for each role whose ``model`` and ``enabled`` were not given."""
+    profile = config["profile"]
+    why = f"profile {profile} ({config.origin['profile']})"
+    for role, name in PROFILES[profile].items():
+        if name is None:
+            if config.origin[f"{role}.enabled"] == "default":
+                config.values[f"{role}.enabled"] = False
+                config.origin[f"{role}.enabled"] = why
+        elif config.origin[f"{role}.model"] == "default":
+            config.values[f"{role}.model"] = name
+            config.origin[f"{role}.model"] = why
 
 
 def _check_backend_settings(config: Config) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import BackendOptions, options_for, thread_count
-from edge.bundled import default_model
+from edge.bundled import resolve_model
 from edge.errors import ModelError, OptionError
 from edge.models.classifier import Classifier
 from edge.models.detector import Detector
@@ -70,22 +70,26 @@ def _options(config: Config, role: str) -> BackendOptions:
 
 
 def _model_path(config: Config, role: str) -> Path:
+    """A model file, a bundled name (the artefact the backend runs best) or the default."""
     given = config[f"{role}.model"]
-    if given:
-        path = Path(given)
-        if not path.exists():
-            raise ModelError(f"[{role}] model {given}: no such file")
-        return path
-    return default_model(TASKS[role], config[f"{role}.backend"]).path
+    if given and Path(given).exists():
+        return Path(given)
+    if given and ("/" in given or Path(given).suffix in (".tflite", ".xml", ".onnx", ".json")):
+        raise ModelError(f"[{role}] model {given}: no such file")
+    try:
+        return resolve_model(given or None, TASKS[role], config[f"{role}.backend"]).path
+    except ModelError as exc:
+        raise ModelError(f"[{role}] {exc} ({config.origin[f'{role}.model']})") from None
 
 
 def _bundled_or_given(config: Config, role: str) -> bool:
     """False (with a warning) when no model is named and this install bundles none:
     the runtime then runs without that model rather than not at all."""
-    if config[f"{role}.model"]:
+    origin = config.origin[f"{role}.model"]
+    if config[f"{role}.model"] and not origin.startswith("profile "):
         return True
     try:
-        default_model(TASKS[role], config[f"{role}.backend"])
+        resolve_model(config[f"{role}.model"] or None, TASKS[role], config[f"{role}.backend"])
     except ModelError as exc:
         log.warning("%s; running without the %s", exc, role)
         return False
@@ -140,6 +144,7 @@ class Models:
                     "sha256": model.card.sha256,
                     "files": model.card.files,  # every file of the artefact, checked
                     "precision": model.card.precision,
+                    "labels": list(model.labels),
                     "backend": model.backend.name,
                     "device": model.backend.device,
                     "fallback": model.backend.fallback,
