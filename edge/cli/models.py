@@ -8,7 +8,7 @@ from typing import Any
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from edge.bundled import bundled_cards, qualified_name
+    from edge.bundled import PROFILES, base_name, bundled_cards, qualified_name
 
     cards = bundled_cards()
     print(f"{'name (--model)':<28}{'task':<16}{'format':<10}{'precision':<11}{'size':>10}  sha256")
@@ -20,6 +20,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
     if not cards:
         print("no bundled models", file=sys.stderr)
+        return 0
+    families = ", ".join(dict.fromkeys(base_name(c) for c in cards))
+    print(f"\n--model also takes a model's name alone ({families}): the artefact the backend")
+    print("runs best (its own format, int8 first). Profiles (--profile, profile = ...):")
+    for profile, roles in PROFILES.items():
+        chosen = ", ".join(f"{role} {name}" for role, name in roles.items() if name)
+        print(f"  {profile}: {chosen}")
     return 0
 
 
