@@ -55,6 +55,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         name=args.name,
         model=args.model,
         fov=args.fov,
+        hyp=dict(args.hyp or []),
         img=args.img,
         epochs=args.epochs,
         batch=args.batch,
@@ -65,6 +66,16 @@ def _train_detector(args: argparse.Namespace) -> int:
     out = train(config)
     print(f"trained detector: {out / 'weights' / 'best.pt'} (curve: {out / 'results.csv'})")
     return 0
+
+
+def _hyp_item(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    try:
+        if not sep or not key:
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=NUMBER, e.g. scale=0.9") from None
 
 
 def _export_detector(args: argparse.Namespace) -> int:
@@ -140,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", type=Path, help="the classifier's split.json (default: the run makes one)"
     )
     d.add_argument("--model", default="yolov5s", help="yolov5 architecture (yolov5n, yolov5s)")
+    d.add_argument(
+        "--hyp",
+        type=_hyp_item,
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a yolov5 hyperparameter of hyp.scratch-low (repeatable), e.g. scale=0.9",
+    )
     d.add_argument(
         "--fov", action="store_true", help="capsule frames: black out beyond the field of view"
     )

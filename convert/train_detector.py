@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from convert import yolov5_compat
@@ -45,6 +45,7 @@ class DetectorConfig:
     name: str = "yolov5s-256"
     model: str = "yolov5s"  # the yolov5 architecture: yolov5n, yolov5s, ...
     fov: bool = False  # capsule frames: estimate the field of view, black out beyond it
+    hyp: dict[str, float] = field(default_factory=dict)  # over hyp.scratch-low
     img: int = 256
     epochs: int = 120
     batch: int = 16
@@ -60,7 +61,9 @@ def run_dir(config: DetectorConfig) -> Path:
 
 
 def _hyp(config: DetectorConfig, out: Path) -> Path:
-    """yolov5's hyp.scratch-low, with vertical flips for capsule frames."""
+    """yolov5's hyp.scratch-low, with vertical flips for capsule frames, then the
+    config's own overrides (e.g. ``scale`` 0.9: frames zoomed out to a tenth of their size,
+    for polyps smaller than the development data's)."""
     import yaml
     import yolov5
 
@@ -68,6 +71,10 @@ def _hyp(config: DetectorConfig, out: Path) -> Path:
     hyp = yaml.safe_load(base.read_text(encoding="utf-8"))
     if config.fov:
         hyp["flipud"] = 0.5
+    unknown = sorted(set(config.hyp) - set(hyp))
+    if unknown:
+        raise ValueError(f"--hyp {unknown[0]}: not a yolov5 hyperparameter ({', '.join(hyp)})")
+    hyp.update(config.hyp)
     path = out / f"{config.name}.hyp.yaml"
     path.write_text(yaml.safe_dump(hyp), encoding="utf-8")
     return path

@@ -118,3 +118,12 @@ def test_wce_bleedgen_split_has_no_twin_across_sides() -> None:
     assert 380 <= len(doc["validation"]) <= 430
     share = doc["validation_with_boxes"] / len(doc["validation"])
     assert share == pytest.approx(1052 / 2022, abs=0.05)
+
+
+def test_a_bad_hyp_override_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from convert.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train-detector", "--data", str(tmp_path), "--hyp", "scale"])
+    assert exit_.value.code == 2
+    assert "expected KEY=NUMBER" in capsys.readouterr().err
