@@ -75,3 +75,45 @@ def split(
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
     return np.sort(train), np.sort(val), groups
+
+
+def split_groups(
+    labels: np.ndarray, groups: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices, whole groups to one side, stratified by label: of
+    the folds, the one whose size is nearest ``val_fraction`` (with large groups, such
+    as a capsule's video runs, the folds differ in size; ``split`` keeps the first fold,
+    as the bundled classifier's split was made)."""
+    if not 0.0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
+    folds = max(2, round(1 / val_fraction))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    target = val_fraction * len(labels)
+    train, val = min(
+        splitter.split(np.zeros(len(labels)), labels, groups),
+        key=lambda fold: abs(len(fold[1]) - target),
+    )
+    return np.sort(train), np.sort(val)
+
+
+def merge_groups(*groupings: np.ndarray) -> np.ndarray:
+    """One group id per frame such that frames sharing a group in any grouping share one."""
+    n = len(groupings[0])
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    for grouping in groupings:
+        first: dict[int, int] = {}
+        for i, g in enumerate(grouping.tolist()):
+            if g in first:
+                ra, rb = find(first[g]), find(i)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+            else:
+                first[g] = i
+    return np.array([find(i) for i in range(n)])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from convert.detector_data import prepare
-from convert.detector_split import split_detection_folder, write_split
+from convert.detector_split import sequence_runs, split_detection_folder, write_split
 from edge.errors import BadInputError
 from edge.eval.detection_data import yolo_names
 from edge.eval.detector import labelled_set, load_detection_folder
@@ -28,7 +28,7 @@ def _yolo_folder(root: Path, runs: int = 12, per_run: int = 4) -> dict[str, int]
     for run in range(runs):
         base = cv2.GaussianBlur(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), (0, 0), 4)
         for k in range(per_run):
-            name = f"r{run:02d}-{k}"
+            name = f"{chr(97 + run)}{k}"  # run a: a0, a1, ... (a numbered video run)
             frame = np.clip(base.astype(int) + rng.integers(-2, 3, base.shape), 0, 255)
             cv2.imwrite(str(root / "images" / f"{name}.jpg"), frame.astype(np.uint8))
             label = "0 0.5 0.5 0.3 0.3\n" if run % 2 == 0 else ""
@@ -46,6 +46,22 @@ def test_split_keeps_each_run_on_one_side(tmp_path: Path) -> None:
     assert {run_of[k] for k in train}.isdisjoint({run_of[k] for k in val})
     assert doc["groups"] == 12
     assert 0 < doc["validation_with_boxes"] < len(val)  # both kinds of frame validate
+
+
+def test_sequence_runs() -> None:
+    names = [
+        "img-10-_png.rf.aa.jpg",
+        "img-11-_png.rf.bb.jpg",
+        "img-12-_png.rf.cc.jpg",
+        "img-14-_png.rf.dd.jpg",  # a gap: a new run
+        "img-11-_png_jpg.rf.ee.jpg",  # another series
+        "img-12-_png_jpg.rf.ff.jpg",
+        "frame.jpg",
+    ]
+    runs = sequence_runs(names)
+    assert runs[0] == runs[1] == runs[2]
+    assert len({runs[0], runs[3], runs[4], runs[6]}) == 4
+    assert runs[4] == runs[5]
 
 
 def test_eval_reads_a_detector_split(tmp_path: Path) -> None:
@@ -113,6 +129,15 @@ def test_wce_bleedgen_split_has_no_twin_across_sides() -> None:
             rows.append(t / (np.linalg.norm(t) + 1e-6))
         return np.stack(rows)
 
+    numbered = {}
+    for side in ("train", "validation"):
+        for key in doc[side]:
+            _, number, tail = key.split("-", 2)
+            numbered[(tail.split(".")[0], int(number))] = side
+    neighbours = sum(
+        numbered.get((series, n + 1), side) != side for (series, n), side in numbered.items()
+    )
+    assert neighbours == 0  # no frame of a video run on the other side of its neighbour
     sim = thumbs(doc["train"]) @ thumbs(doc["validation"]).T
     assert float(sim.max()) < 0.995  # the data README's twins (> 0.99) never straddle
     assert 380 <= len(doc["validation"]) <= 430
