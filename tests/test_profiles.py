@@ -11,13 +11,18 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bundled import PROFILES
+from edge.bundled import PROFILES, models_root
 from edge.errors import BadInputError
 from edge.runtime import config as settings
 from edge.runtime.models import Models
 from tests.study_runs import cli, finish_study, popen, read_truth, start_simulator, watchdog
 
 BLEEDING = PROFILES["capsule"]["detector"]
+# The bleeding detector is not bundled until it passes its int8 gates (issue 14: the first
+# run, 60 epochs of YOLOv5n, failed them: OpenVINO int8 lost 1.58 points, LiteRT box
+# parity 0.922). Until then the capsule profile's end-to-end tests cannot run.
+BUNDLED = (models_root() / "detector" / str(BLEEDING) / "int8.tflite").is_file()
+needs_bleeding = pytest.mark.skipif(not BUNDLED, reason=f"{BLEEDING} not bundled yet (issue 14)")
 
 
 def test_colon_is_the_default_profile() -> None:
@@ -48,6 +53,7 @@ def test_unknown_profile_is_one_line(tmp_path: Path) -> None:
         settings.load(toml)
 
 
+@needs_bleeding
 def test_capsule_models_open_the_bleeding_detector() -> None:
     models = Models.open(settings.load(None, {"profile": "capsule"}))
     try:
@@ -75,6 +81,7 @@ def _capsule_frames(folder: Path, n: int) -> Path:
     return folder
 
 
+@needs_bleeding
 @pytest.mark.slow
 def test_run_capsule_profile_over_the_link(tmp_path: Path) -> None:
     """`run --profile capsule` from the recorder simulator: every frame stored once and
@@ -106,6 +113,7 @@ def test_run_capsule_profile_over_the_link(tmp_path: Path) -> None:
     assert cli("study", "verify", study).returncode == 0
 
 
+@needs_bleeding
 @pytest.mark.slow
 def test_demo_capsule_profile(tmp_path: Path) -> None:
     done = cli("demo", "--profile", "capsule", "--count", "40", "--fps", "0", "--out", tmp_path)
