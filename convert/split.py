@@ -39,25 +39,38 @@ def _thumbnails(images: np.ndarray) -> np.ndarray:
     return np.asarray(flat, dtype=np.float32)
 
 
-def near_duplicate_groups(images: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
-    """A group id per frame; frames of one class correlating above ``threshold`` share one."""
-    parent = np.arange(len(images))
+class _Groups:
+    """Union-find over frame indices; a group's id is its smallest member."""
 
-    def find(i: int) -> int:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return int(i)
 
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def ids(self) -> np.ndarray:
+        return np.array([self.find(i) for i in range(len(self.parent))])
+
+
+def near_duplicate_groups(images: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """A group id per frame; frames of one class correlating above ``threshold`` share one."""
+    groups = _Groups(len(images))
     thumbs = _thumbnails(images)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         sim = thumbs[members] @ thumbs[members].T
         for a, b in zip(*np.nonzero(np.triu(sim > threshold, k=1)), strict=True):
-            ra, rb = find(members[a]), find(members[b])
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(len(images))])
+            groups.join(int(members[a]), int(members[b]))
+    return groups.ids()
 
 
 def split(
@@ -71,49 +84,39 @@ def split(
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
     groups = near_duplicate_groups(images, labels, threshold)
-    folds = max(2, round(1 / val_fraction))
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
-    return np.sort(train), np.sort(val), groups
+    train, val = split_groups(labels, groups, val_fraction, seed, nearest=False)
+    return train, val, groups
 
 
 def split_groups(
-    labels: np.ndarray, groups: np.ndarray, val_fraction: float = 0.2, seed: int = 0
+    labels: np.ndarray,
+    groups: np.ndarray,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    nearest: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices, whole groups to one side, stratified by label: of
     the folds, the one whose size is nearest ``val_fraction`` (with large groups, such
-    as a capsule's video runs, the folds differ in size; ``split`` keeps the first fold,
-    as the bundled classifier's split was made)."""
+    as a capsule's video runs, the folds differ in size), or with ``nearest=False`` the
+    first, as the bundled classifier's split was made."""
     if not 0.0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
     folds = max(2, round(1 / val_fraction))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    target = val_fraction * len(labels)
-    train, val = min(
-        splitter.split(np.zeros(len(labels)), labels, groups),
-        key=lambda fold: abs(len(fold[1]) - target),
-    )
+    candidates = splitter.split(np.zeros(len(labels)), labels, groups)
+    if nearest:
+        target = val_fraction * len(labels)
+        train, val = min(candidates, key=lambda fold: abs(len(fold[1]) - target))
+    else:
+        train, val = next(candidates)
     return np.sort(train), np.sort(val)
 
 
 def merge_groups(*groupings: np.ndarray) -> np.ndarray:
     """One group id per frame such that frames sharing a group in any grouping share one."""
-    n = len(groupings[0])
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
-
+    groups = _Groups(len(groupings[0]))
     for grouping in groupings:
         first: dict[int, int] = {}
         for i, g in enumerate(grouping.tolist()):
-            if g in first:
-                ra, rb = find(first[g]), find(i)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
-            else:
-                first[g] = i
-    return np.array([find(i) for i in range(n)])
+            groups.join(first.setdefault(g, i), i)
+    return groups.ids()

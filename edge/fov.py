@@ -55,11 +55,7 @@ class FieldOfView:
         return out
 
     def to_card(self) -> dict[str, float]:
-        return {
-            "cx": round(float(self.cx), 5),
-            "cy": round(float(self.cy), 5),
-            "r": round(float(self.r), 5),
-        }
+        return {"cx": round(self.cx, 5), "cy": round(self.cy, 5), "r": round(self.r, 5)}
 
     @classmethod
     def from_card(cls, raw: Any, where: object) -> FieldOfView:

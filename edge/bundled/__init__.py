@@ -55,8 +55,7 @@ def base_name(card: ModelCard) -> str:
 
 
 def qualified_name(card: ModelCard) -> str:
-    suffix = f"-{card.precision}-{card.format}"
-    return card.name if card.name.endswith(suffix) else card.name + suffix
+    return f"{base_name(card)}-{card.precision}-{card.format}"
 
 
 def resolve_model(
