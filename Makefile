@@ -12,7 +12,7 @@ BUNDLE := edge/bundled/detector/$(DETECTOR)
 SPLIT := edge/bundled/classifier/edgecnn/split.json
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-BLEEDING := yolov5n-bleeding-224
+BLEEDING := yolov5s-bleeding-224
 BLEEDING_RUN := $(HOME)/.cache/capsule-edge/detector/runs/$(BLEEDING)
 BLEEDING_BUNDLE := edge/bundled/detector/$(BLEEDING)
 
@@ -56,8 +56,8 @@ detector: $(YOLO)/.installed $(DEV)/.installed
 # The capsule bleeding detector: YOLOv5n on WCEBleedGen at its native 224 px, its own
 # split (near-twins on one side) and field of view (black beyond it), same gates.
 bleeding-detector: $(YOLO)/.installed $(DEV)/.installed
-	$(YOLO)/bin/capsule-convert -v train-detector --name $(BLEEDING) --model yolov5n --fov \
-		--img 224 --epochs 60 --data $(DATA)/wce-bleedgen
+	$(YOLO)/bin/capsule-convert -v train-detector --name $(BLEEDING) --model yolov5s --fov \
+		--init $(BUNDLE)/fp32.onnx --img 224 --epochs 50 --data $(DATA)/wce-bleedgen
 	$(YOLO)/bin/capsule-convert export-detector --name $(BLEEDING) --img 224
 	$(DEV)/bin/capsule-convert -v quantize-detector --run $(BLEEDING_RUN) --name $(BLEEDING) \
 		--data $(DATA)/wce-bleedgen --split $(BLEEDING_RUN)/split.json

@@ -55,6 +55,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         name=args.name,
         model=args.model,
         fov=args.fov,
+        init=args.init,
         hyp=dict(args.hyp or []),
         img=args.img,
         epochs=args.epochs,
@@ -160,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--fov", action="store_true", help="capsule frames: black out beyond the field of view"
+    )
+    d.add_argument(
+        "--init",
+        type=Path,
+        metavar="ONNX",
+        help="start from an exported detector of the same architecture (e.g. the bundled "
+        "polyp detector's fp32.onnx) instead of random weights",
     )
     d.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
     d.add_argument("--name", default="yolov5s-256", help="run name; the same name resumes")

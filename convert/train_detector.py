@@ -1,7 +1,8 @@
 """Train a YOLOv5 detector with the `yolov5` package (the detector profile).
 
 The original anchor-based YOLOv5 (``--model yolov5s``, or the smaller ``yolov5n``) and
-its v7.0 recipe (mosaic, EMA, AutoAnchor, hyp.scratch-low) from scratch: COCO weights
+its v7.0 recipe (mosaic, EMA, AutoAnchor, hyp.scratch-low), from scratch or, with
+``init``, from another exported detector (``convert.detector_init``): COCO weights
 cannot be downloaded here.
 
 Two kinds of data: the polyp detector's (Kvasir-SEG with HyperKvasir backgrounds, split
@@ -45,6 +46,7 @@ class DetectorConfig:
     name: str = "yolov5s-256"
     model: str = "yolov5s"  # the yolov5 architecture: yolov5n, yolov5s, ...
     fov: bool = False  # capsule frames: estimate the field of view, black out beyond it
+    init: Path | None = None  # an exported detector (fp32.onnx) to start from, not random
     hyp: dict[str, float] = field(default_factory=dict)  # over hyp.scratch-low
     img: int = 256
     epochs: int = 120
@@ -131,11 +133,19 @@ def train(config: DetectorConfig) -> Path:
             json.dumps(asdict(config) | {"prepared": prepared.counts}, indent=2, default=str),
             encoding="utf-8",
         )
+        cfg, weights = f"{config.model}.yaml", ""
+        if config.init is not None:
+            from convert.detector_init import checkpoint_from_onnx
+
+            # cfg "" builds the model from the checkpoint, its anchors included
+            weights = str(checkpoint_from_onnx(config.init, cfg, out / "init.pt"))
+            cfg = ""
+            log.info("starting from %s", config.init)
         yolo_train.run(
             data=str(prepared.yaml),
-            cfg=f"{config.model}.yaml",
+            cfg=cfg,
             hyp=str(_hyp(config, out)),
-            weights="",
+            weights=weights,
             imgsz=config.img,
             epochs=config.epochs,
             batch_size=config.batch,
