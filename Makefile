@@ -53,8 +53,9 @@ detector: $(YOLO)/.installed $(DEV)/.installed
 	cp $(DETECTOR_RUN)/results.csv $(DETECTOR_RUN)/results.png $(DETECTOR_RUN)/opt.yaml \
 		$(BUNDLE)/training/
 
-# The capsule bleeding detector: YOLOv5n on WCEBleedGen at its native 224 px, its own
-# split (near-twins on one side) and field of view (black beyond it), same gates.
+# The capsule bleeding detector: YOLOv5s fine-tuned from the polyp detector on WCEBleedGen
+# at its native 224 px, its own split (video runs and near-twins on one side) and field of
+# view (black beyond it), same gates.
 bleeding-detector: $(YOLO)/.installed $(DEV)/.installed
 	$(YOLO)/bin/capsule-convert -v train-detector --name $(BLEEDING) --model yolov5s --fov \
 		--init $(BUNDLE)/fp32.onnx --img 224 --epochs 50 --data $(DATA)/wce-bleedgen
