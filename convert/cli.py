@@ -56,6 +56,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         model=args.model,
         fov=args.fov,
         init=args.init,
+        augment=args.augment,
         hyp=dict(args.hyp or []),
         img=args.img,
         epochs=args.epochs,
@@ -168,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ONNX",
         help="start from an exported detector of the same architecture (e.g. the bundled "
         "polyp detector's fp32.onnx) instead of random weights",
+    )
+    d.add_argument(
+        "--augment",
+        choices=("yolov5", "hospital"),
+        default="yolov5",
+        help="hospital: add white balance, exposure, resolution, blur, noise, JPEG, vignette "
+        "and specular highlights to yolov5's augmentation (polyp frames; not for bleeding, "
+        "whose colour is the finding)",
     )
     d.add_argument("--background", type=Path, help="HyperKvasir tree for polyp-free frames")
     d.add_argument("--name", default="yolov5s-256", help="run name; the same name resumes")

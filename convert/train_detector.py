@@ -47,6 +47,7 @@ class DetectorConfig:
     model: str = "yolov5s"  # the yolov5 architecture: yolov5n, yolov5s, ...
     fov: bool = False  # capsule frames: estimate the field of view, black out beyond it
     init: Path | None = None  # an exported detector (fp32.onnx) to start from, not random
+    augment: str = "yolov5"  # or "hospital": yolov5's plus convert.detector_augment's shifts
     hyp: dict[str, float] = field(default_factory=dict)  # over hyp.scratch-low
     img: int = 256
     epochs: int = 120
@@ -110,6 +111,19 @@ def train(config: DetectorConfig) -> Path:
     yolov5_compat.apply()
     from yolov5 import train as yolo_train  # after the shims
 
+    saved = out.parent / f"{config.name}.config.json"
+    augment = config.augment
+    if last.is_file() and saved.is_file():  # a resumed run keeps the augmentation it began with
+        augment = json.loads(saved.read_text(encoding="utf-8")).get("augment", "yolov5")
+    if augment == "hospital":
+        from convert import detector_augment
+
+        detector_augment.install()
+        log.info(
+            "augmentation: yolov5's and %s", ", ".join(f.__name__ for f in detector_augment.SHIFTS)
+        )
+    elif augment != "yolov5":
+        raise ValueError(f"augment {augment!r}: expected yolov5 or hospital")
     if last.is_file():
         log.info("resuming %s", last)
         yolo_train.run(resume=str(last))
@@ -129,7 +143,7 @@ def train(config: DetectorConfig) -> Path:
         log.info("training frames: %s", prepared.counts)
         for skip in prepared.skipped:
             log.warning("skipped %s: %s", skip.source, skip.reason)
-        (out.parent / f"{config.name}.config.json").write_text(
+        saved.write_text(
             json.dumps(asdict(config) | {"prepared": prepared.counts}, indent=2, default=str),
             encoding="utf-8",
         )
