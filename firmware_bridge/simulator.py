@@ -372,6 +372,14 @@ class Simulator:
                 for r in self.sessions
                 for i, res in sorted(r.results.items())
             },
+            # Each RESULT's boxes: [class id, its name from the host's CLASSES or null].
+            "result_boxes": {
+                f"{r.session}:{i}": [
+                    [b.class_id, r.class_name(ClassList.BOX, b.class_id)] for b in res.boxes
+                ]
+                for r in self.sessions
+                for i, res in sorted(r.results.items())
+            },
             # Per session: RESULTs by status, RESULTs for a frame that had one already,
             # and the class names the host sent (by list: "frame", "box").
             "result_status": {

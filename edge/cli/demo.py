@@ -118,8 +118,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"lost {doc['frames_lost'] or 0}, {doc['frames_inferred']} inferred, "
         f"{doc['frames_skipped']} skipped, {doc['fps']} fps, latency p50 "
         f"{doc['latency_ms']['p50']} / p95 {doc['latency_ms']['p95']} / p99 "
-        f"{doc['latency_ms']['p99']} ms, {doc['polyp_frames']} frames with "
-        f"{'/'.join(summary['models'].get('detector', {}).get('labels', ['findings']))}",
+        f"{doc['latency_ms']['p99']} ms"
+        + "".join(
+            f", {n} frames with {'/'.join(summary['models'][role]['labels'])}"
+            for role, n in doc["detection_frames"].items()
+        ),
         file=sys.stderr,
     )
     print(f"demo: study in {study}, summary in {out / 'summary.json'}", file=sys.stderr)
@@ -174,7 +177,7 @@ def demo_summary(out: Path, folder: Path, summary: dict[str, Any]) -> dict[str, 
         **{k: summary[k] for k in ("frames_inferred", "frames_skipped", "fps", "latency_ms")},
         "alerts": summary.get("alerts", 0),  # findings confirmed live (ALERTs sent)
         "frames_not_inferred": summary["frames_not_inferred"],  # after a Ctrl-C: on resume
-        "polyp_frames": summary["polyp_frames"],
+        "detection_frames": summary["detection_frames"],  # by detector role
         "stage_ms": summary["stage_ms"],
         "models": summary["models"],
         "error": summary["error"],

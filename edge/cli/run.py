@@ -27,10 +27,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             out[f"{role}.model"] = model
         if getattr(args, f"no_{role}"):
             out[f"{role}.enabled"] = False
-        if args.backend:
-            out[f"{role}.backend"] = args.backend
-        if args.threads is not None:
-            out[f"{role}.threads"] = args.threads
+    if args.backend:  # every model's, further detectors' too
+        out["*.backend"] = args.backend
+    if args.threads is not None:
+        out["*.threads"] = args.threads
     if args.backlog is not None:
         out["pipeline.backlog"] = args.backlog
     if args.policy:
@@ -55,7 +55,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="bundled models: colon (classifier + polyp detector, the default) or capsule "
         "(bleeding detector)",
     )
-    p.add_argument("--backend", help="backend for both models: litert, openvino, onnxruntime")
+    p.add_argument("--backend", help="backend for every model: litert, openvino, onnxruntime")
     p.add_argument("--threads", type=int, help="inference threads per model")
     p.add_argument("--classifier-model", help="classifier model file (default: bundled)")
     p.add_argument("--detector-model", help="detector model file (default: bundled)")

@@ -86,7 +86,7 @@ def _load(view: StudyView) -> StudyData:
     boxes: dict[int, list[Box]] = defaultdict(list)
     for s, i, label, score, x0, y0, x1, y1 in db.execute(
         "SELECT session, idx, label, score, x0, y0, x1, y1 FROM findings "
-        "WHERE model = 'detector' AND x0 IS NOT NULL"
+        "WHERE model != 'classifier' AND x0 IS NOT NULL"
     ):
         if (s, i) in position:
             boxes[position[(s, i)]].append(Box((x0, y0, x1, y1), float(score), str(label)))

@@ -23,6 +23,11 @@ bad value is a one-line error naming the key and the file.
     conf = 0.25             # findings at or above this confidence
     iou = 0.45              # NMS overlap
 
+    [detector.bleeding]     # more detectors beside [detector], each named, each with the
+    model = "yolov5s-bleeding-224"  # keys of [detector] (its own backend, threads, conf);
+    backend = "openvino"    # model is required. Findings, RESULT boxes, /stats and the
+                            # study carry each detector's name ("detector.bleeding")
+
     [pipeline]
     backlog = 256           # frames stored but not yet inferred, at most (1-65536)
     policy = "skip-oldest"  # when the backlog is full: skip-oldest | skip-newest
@@ -56,6 +61,7 @@ bad value is a one-line error naming the key and the file.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,6 +170,10 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
 }
 
 
+# A further detector's name: [detector.<name>], its role "detector.<name>".
+EXTRA_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
 @dataclass
 class Config:
     values: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +181,14 @@ class Config:
 
     def __getitem__(self, dotted: str) -> Any:
         return self.values[dotted]
+
+    def roles(self) -> list[str]:
+        """Every model's settings prefix: classifier, detector, then each further
+        detector (detector.<name>) in the order the file gives them."""
+        extra = [
+            k[: -len(".model")] for k in self.values if k.count(".") == 2 and k.endswith(".model")
+        ]
+        return ["classifier", "detector", *extra]
 
 
 def choose_workers(config: Config, recording: bool, cores: int | None = None) -> Config:
@@ -188,7 +206,7 @@ def choose_workers(config: Config, recording: bool, cores: int | None = None) ->
     workers = 1
     if recording and cores > 1:
         threads = 1
-        for role in ("classifier", "detector"):
+        for role in chosen.roles():
             if not chosen.values[f"{role}.threads"]:
                 chosen.values[f"{role}.threads"] = 1
                 chosen.origin[f"{role}.threads"] = why
@@ -227,7 +245,33 @@ def defaults() -> Config:
     return config
 
 
-def _lookup(dotted: str) -> Key | None:
+def _extra_detector(config: Config, name: str, table: dict[str, Any], where: str) -> None:
+    """A further detector, [detector.<name>]: the keys of [detector], model required."""
+    role = f"detector.{name}"
+    if not EXTRA_NAME.fullmatch(name):
+        raise BadInputError(
+            f"{where}: [{role}]: a detector's name is lower-case letters, digits, - and _ "
+            "(at most 32, a letter first)"
+        )
+    for sub in table:
+        if sub not in DETECTOR_KEYS:
+            raise BadInputError(f"{where}: unknown key {role}.{sub}")
+    if not table.get("model"):
+        raise BadInputError(f"{where}: [{role}] needs a model (a bundled name or a file)")
+    for sub, key in DETECTOR_KEYS.items():
+        dotted = f"{role}.{sub}"
+        if sub in table:
+            config.values[dotted] = _check(dotted, key, table[sub], where)
+            config.origin[dotted] = where
+        else:
+            config.values[dotted] = key.default
+            config.origin[dotted] = "default"
+
+
+def _lookup(dotted: str, config: Config) -> Key | None:
+    if dotted.count(".") == 2 and dotted.startswith("detector."):  # a further detector's
+        role, _, sub = dotted.rpartition(".")
+        return DETECTOR_KEYS.get(sub) if f"{role}.model" in config.values else None
     name, _, sub = dotted.partition(".")
     entry = SCHEMA.get(name)
     if isinstance(entry, dict):
@@ -256,6 +300,9 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
                 if not isinstance(value, dict):
                     raise BadInputError(f"{where}: {name} must be a [{name}] table")
                 for sub, item in value.items():
+                    if name == "detector" and isinstance(item, dict):
+                        _extra_detector(config, sub, item, where)
+                        continue
                     if sub not in entry:
                         raise BadInputError(f"{where}: unknown key {name}.{sub}")
                     dotted = f"{name}.{sub}"
@@ -264,12 +311,15 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
             else:
                 config.values[name] = _check(name, entry, value, where)
                 config.origin[name] = where
-    for dotted, value in (overrides or {}).items():
-        key = _lookup(dotted)
-        if key is None:
-            raise BadInputError(f"command line: unknown setting {dotted}")
-        config.values[dotted] = _check(dotted, key, value, "command line")
-        config.origin[dotted] = "command line"
+    for given, value in (overrides or {}).items():
+        # "*.backend": the same setting for every model (--backend, --threads)
+        every = given.startswith("*.")
+        for dotted in [f"{r}.{given[2:]}" for r in config.roles()] if every else [given]:
+            key = _lookup(dotted, config)
+            if key is None:
+                raise BadInputError(f"command line: unknown setting {given}")
+            config.values[dotted] = _check(dotted, key, value, "command line")
+            config.origin[dotted] = "command line"
     _check_backend_settings(config)
     _apply_profile(config)
     return config
@@ -292,7 +342,7 @@ def _apply_profile(config: Config) -> None:
 def _check_backend_settings(config: Config) -> None:
     """A backend setting given for a model whose backend does not take it (LiteRT with
     ``device = "NPU"``) is an error naming where it was given, not silently ignored."""
-    for role in ("classifier", "detector"):
+    for role in config.roles():
         backend = config[f"{role}.backend"]
         for key in BACKEND_SETTINGS:
             dotted = f"{role}.{key}"

@@ -11,6 +11,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from edge.runtime.stats import DETECTION_BOXES, DETECTION_FRAMES, by_role
+
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FRAME_STATES = ("stored", "inferred", "skipped", "undecodable", "duplicates", "inference_errors")
 
@@ -60,11 +62,14 @@ class _Collector:
         for state in FRAME_STATES:
             frames.add_metric([state], float(counters.get(state, 0)))
         yield frames
-        polyps = CounterMetricFamily(
-            "capsule_edge_polyp_frames", "Frames in which the detector found a polyp."
-        )
-        polyps.add_metric([], float(counters.get("polyp_frames", 0)))
-        yield polyps
+        for name, prefix, what in (
+            ("capsule_edge_detection_frames", DETECTION_FRAMES, "Frames with a box"),
+            ("capsule_edge_detection_boxes", DETECTION_BOXES, "Boxes found"),
+        ):
+            family = CounterMetricFamily(name, f"{what}, by detector (its role).", labels=["model"])
+            for role, n in sorted(by_role(counters, prefix).items()):
+                family.add_metric([role], float(n))
+            yield family
         fps = GaugeMetricFamily(
             "capsule_edge_fps", "Frames per second over the last 5 s.", labels=["stage"]
         )

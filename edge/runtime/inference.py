@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +24,7 @@ from edge.reading.events import box_feature
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.models import Inferred, Models
 from edge.runtime.sources import SourceFrame
-from edge.runtime.stats import Stats
+from edge.runtime.stats import DETECTION_BOXES, DETECTION_FRAMES, Stats
 from edge.runtime.writer import Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import CorruptFrameError
@@ -57,24 +56,24 @@ def decode_frame(ref: FrameRef, data: bytes) -> Image:
 
 
 def result_message(inferred: Inferred, models: Models) -> Result:
-    """Findings as the recorder's RESULT: the top class and the boxes in frame pixels."""
+    """Findings as the recorder's RESULT: the top class and every detector's boxes in frame
+    pixels, their class ids in the shared list of box names (``Models.class_names``)."""
     class_id, confidence = 0xFFFF, 0.0
     if inferred.classification is not None:
         top = inferred.classification.top
         class_id, confidence = top.index, top.score
-    boxes: tuple[Box, ...] = ()
-    if inferred.detections is not None:
-        boxes = tuple(
-            Box(
-                round(d.box.x0),
-                round(d.box.y0),
-                round(d.box.x1),
-                round(d.box.y1),
-                d.score,
-                d.class_id,
-            )
-            for d in inferred.detections.items
+    offsets = models.box_offsets()
+    boxes = tuple(
+        Box(
+            round(d.box.x0),
+            round(d.box.y0),
+            round(d.box.x1),
+            round(d.box.y1),
+            d.score,
+            offsets[role] + d.class_id,
         )
+        for role, d in inferred.boxes()
+    )
     return Result(class_id, confidence, boxes)
 
 
@@ -151,12 +150,10 @@ class InferenceWorker:
         for name, ms in inferred.timings_ms.items():
             self.stats.stage(name, ms)
         findings = inferred.findings()
-        features: tuple[Any, ...] = ()
-        if inferred.detections is not None and inferred.detections.items:
-            features = tuple(  # each box's appearance, for linking it into events
-                box_feature(image, (d.box.x0, d.box.y0, d.box.x1, d.box.y1), rgb=True)
-                for d in inferred.detections.items
-            )
+        features = tuple(  # each box's appearance, for linking it into events
+            box_feature(image, (d.box.x0, d.box.y0, d.box.x1, d.box.y1), rgb=True)
+            for _, d in inferred.boxes()
+        )
         ready_ms = (time.monotonic() - work.received) * 1e3
         self.writer.put(
             Outcome(
@@ -174,15 +171,15 @@ class InferenceWorker:
         )
         if work.frame is not None:
             self.results(work.frame, result_message(inferred, self.models))
-        polyps = len(inferred.detections) if inferred.detections is not None else 0
         with self.stats.lock:
             if inferred.classification is not None:
                 top = inferred.classification.top
                 self.stats.latest_class = (top.label, round(top.score, 3))
                 self.stats.counters[f"class_{top.label}"] += 1
-            if polyps:
-                self.stats.counters["polyp_frames"] += 1
-                self.stats.counters["polyp_boxes"] += polyps
+            for role, found in inferred.detections.items():
+                if found.items:
+                    self.stats.counters[f"{DETECTION_FRAMES}{role}"] += 1
+                    self.stats.counters[f"{DETECTION_BOXES}{role}"] += len(found.items)
         if self.jsonl is not None:
             line = {
                 "session": ref.session,

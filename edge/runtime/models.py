@@ -1,5 +1,10 @@
 """The runtime's models, opened from the settings: each on its own backend and device,
-checked against its card's sha256, warmed up, and reporting where it really runs."""
+checked against its card's sha256, warmed up, and reporting where it really runs.
+
+A model is known by its role, the settings table it came from: ``classifier``,
+``detector``, and each further detector ``detector.<name>``. Findings carry the role; the
+boxes of all detectors share one class-id space on the link (each detector's labels in
+turn, in role order), so a recorder reads them as one list of names."""
 
 from __future__ import annotations
 
@@ -17,18 +22,26 @@ from edge.models.detector import Detector
 from edge.preprocess import Image
 from edge.runtime.config import BACKEND_SETTINGS, Config
 from edge.study.store import Finding
-from edge.types import Classification, Detections
+from edge.types import Classification, Detection, Detections
 
 log = logging.getLogger(__name__)
 
 TASKS = {"classifier": "classification", "detector": "detection"}
 
 
+def task_of(role: str) -> str:
+    return TASKS[role.partition(".")[0]]
+
+
 @dataclass
 class Inferred:
     classification: Classification | None
-    detections: Detections | None
+    detections: dict[str, Detections] = field(default_factory=dict)  # role -> its boxes
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def boxes(self) -> list[tuple[str, Detection]]:
+        """Every detector's boxes with their role, in role order (as ``findings``)."""
+        return [(role, d) for role, found in self.detections.items() for d in found.items]
 
     def findings(self) -> list[Finding]:
         out = []
@@ -36,10 +49,9 @@ class Inferred:
             top = self.classification.top
             scores = tuple((c.label, c.score) for c in self.classification.scores)
             out.append(Finding("classifier", top.label, top.score, scores=scores))
-        if self.detections is not None:
-            for d in self.detections.items:
-                b = d.box
-                out.append(Finding("detector", d.label, d.score, (b.x0, b.y0, b.x1, b.y1)))
+        for role, d in self.boxes():
+            b = d.box
+            out.append(Finding(role, d.label, d.score, (b.x0, b.y0, b.x1, b.y1)))
         return out
 
 
@@ -77,7 +89,7 @@ def _model_path(config: Config, role: str) -> Path:
     if given and ("/" in given or Path(given).suffix in (".tflite", ".xml", ".onnx", ".json")):
         raise ModelError(f"[{role}] model {given}: no such file")
     try:
-        return resolve_model(given or None, TASKS[role], config[f"{role}.backend"]).path
+        return resolve_model(given or None, task_of(role), config[f"{role}.backend"]).path
     except ModelError as exc:
         raise ModelError(f"[{role}] {exc} ({config.origin[f'{role}.model']})") from None
 
@@ -89,7 +101,7 @@ def _bundled_or_given(config: Config, role: str) -> bool:
     if config[f"{role}.model"] and not origin.startswith("profile "):
         return True
     try:
-        resolve_model(config[f"{role}.model"] or None, TASKS[role], config[f"{role}.backend"])
+        resolve_model(config[f"{role}.model"] or None, task_of(role), config[f"{role}.backend"])
     except ModelError as exc:
         log.warning("%s; running without the %s", exc, role)
         return False
@@ -99,17 +111,27 @@ def _bundled_or_given(config: Config, role: str) -> bool:
 class Models:
     """The enabled models; ``infer`` runs each on a decoded RGB frame."""
 
-    def __init__(self, classifier: Classifier | None, detector: Detector | None) -> None:
+    def __init__(self, classifier: Classifier | None, detectors: dict[str, Detector]) -> None:
         self.classifier = classifier
-        self.detector = detector
+        self.detectors = detectors  # role -> detector, [detector] first
         self.fallbacks: list[str] = []
-        for role, model in (("classifier", classifier), ("detector", detector)):
-            if model is not None and model.backend.fallback:
+        for role, model in self.roles():
+            if model.backend.fallback:
                 self.fallbacks.append(f"{role}: {model.backend.fallback}")
+
+    @property
+    def detector(self) -> Detector | None:
+        """The [detector] role's detector."""
+        return self.detectors.get("detector")
+
+    def roles(self) -> list[tuple[str, Classifier | Detector]]:
+        first = [("classifier", self.classifier)] if self.classifier is not None else []
+        return [*first, *self.detectors.items()]
 
     @classmethod
     def open(cls, config: Config) -> Models:
-        classifier = detector = None
+        classifier = None
+        detectors: dict[str, Detector] = {}
         try:
             if config["classifier.enabled"]:
                 classifier = Classifier.open(
@@ -117,60 +139,68 @@ class Models:
                     config["classifier.backend"],
                     _options(config, "classifier"),
                 )
-            if config["detector.enabled"] and _bundled_or_given(config, "detector"):
-                detector = Detector.open(
-                    _model_path(config, "detector"),
-                    config["detector.backend"],
-                    _options(config, "detector"),
-                    conf_threshold=config["detector.conf"],
-                    iou_threshold=config["detector.iou"],
-                )
+            for role in config.roles()[1:]:
+                if config[f"{role}.enabled"] and _bundled_or_given(config, role):
+                    detectors[role] = Detector.open(
+                        _model_path(config, role),
+                        config[f"{role}.backend"],
+                        _options(config, role),
+                        conf_threshold=config[f"{role}.conf"],
+                        iou_threshold=config[f"{role}.iou"],
+                    )
         except BaseException:
-            if classifier is not None:
-                classifier.close()
+            for model in [classifier, *detectors.values()]:
+                if model is not None:
+                    model.close()
             raise
-        if classifier is None and detector is None:
-            raise ModelError("both [classifier] and [detector] are disabled: nothing to run")
-        return cls(classifier, detector)
+        if classifier is None and not detectors:
+            raise ModelError(
+                "every model ([classifier], [detector]...) is disabled: nothing to run"
+            )
+        return cls(classifier, detectors)
 
     def describe(self) -> dict[str, Any]:
         """What runs, where: for the study's run record, /stats and the start-up line."""
-        out: dict[str, Any] = {}
-        for role, model in (("classifier", self.classifier), ("detector", self.detector)):
-            if model is not None:
-                out[role] = {
-                    "name": model.card.name,
-                    "file": str(model.card.model_path),
-                    "sha256": model.card.sha256,
-                    "files": model.card.files,  # every file of the artefact, checked
-                    "precision": model.card.precision,
-                    "labels": list(model.labels),
-                    "backend": model.backend.name,
-                    "device": model.backend.device,
-                    "fallback": model.backend.fallback,
-                }
-        return out
+        return {
+            role: {
+                "name": model.card.name,
+                "file": str(model.card.model_path),
+                "sha256": model.card.sha256,
+                "files": model.card.files,  # every file of the artefact, checked
+                "precision": model.card.precision,
+                "labels": list(model.labels),
+                "backend": model.backend.name,
+                "device": model.backend.device,
+                "fallback": model.backend.fallback,
+            }
+            for role, model in self.roles()
+        }
 
     def infer(self, image: Image) -> Inferred:
-        result = Inferred(None, None)
+        result = Inferred(None)
         if self.classifier is not None:
             start = time.perf_counter()
             result.classification = self.classifier.classify(image)
             result.timings_ms["classifier"] = (time.perf_counter() - start) * 1e3
-        if self.detector is not None:
+        for role, detector in self.detectors.items():
             start = time.perf_counter()
-            result.detections = self.detector.detect(image)
-            result.timings_ms["detector"] = (time.perf_counter() - start) * 1e3
+            result.detections[role] = detector.detect(image)
+            result.timings_ms[role] = (time.perf_counter() - start) * 1e3
         return result
+
+    def box_offsets(self) -> dict[str, int]:
+        """Each detector's first id in the link's shared list of box class names."""
+        out, at = {}, 0
+        for role, detector in self.detectors.items():
+            out[role] = at
+            at += len(detector.labels)
+        return out
 
     def class_names(self) -> tuple[list[str], list[str]]:
         """The names of RESULT's class ids and of its boxes' class ids."""
-        return (
-            list(self.classifier.labels) if self.classifier is not None else [],
-            list(self.detector.labels) if self.detector is not None else [],
-        )
+        classes = list(self.classifier.labels) if self.classifier is not None else []
+        return classes, [label for d in self.detectors.values() for label in d.labels]
 
     def close(self) -> None:
-        for model in (self.classifier, self.detector):
-            if model is not None:
-                model.close()
+        for _, model in self.roles():
+            model.close()

@@ -40,7 +40,7 @@ from edge.runtime.inference import InferenceWorker, decode_frame, result_message
 from edge.runtime.live import LiveReading
 from edge.runtime.models import Models
 from edge.runtime.sources import FrameSource, SourceFrame
-from edge.runtime.stats import Stats
+from edge.runtime.stats import DETECTION_BOXES, DETECTION_FRAMES, Stats
 from edge.runtime.writer import NewFrame, Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import StorageError
@@ -330,6 +330,28 @@ class Runtime:
 
     left: int | None = None  # stored frames without an outcome when the run ended
 
+    def model_figures(self) -> dict[str, dict[str, Any]]:
+        """Each model's output so far, by role, for ``/stats``: what it is and, for a
+        detector, its frames with a box and its boxes; for the classifier, its top classes."""
+        with self.stats.lock:
+            counters = dict(self.stats.counters)
+        out: dict[str, dict[str, Any]] = {}
+        for role, model in self.models.roles():
+            entry: dict[str, Any] = {
+                "name": model.card.name,
+                "labels": list(model.labels),
+                "backend": model.backend.name,
+            }
+            if role == "classifier":
+                entry["top_class"] = {
+                    label: counters.get(f"class_{label}", 0) for label in model.labels
+                }
+            else:
+                entry["frames_with_boxes"] = counters.get(DETECTION_FRAMES + role, 0)
+                entry["boxes"] = counters.get(DETECTION_BOXES + role, 0)
+            out[role] = entry
+        return out
+
     def summary(self) -> dict[str, Any]:
         with self.stats.lock:
             counters = dict(self.stats.counters)
@@ -347,7 +369,10 @@ class Runtime:
             # A recording replayed into a study that has its frames: not stored again.
             "frames_already_held": self.source.status().get("already_held", 0),
             "backlog_left": len(self.backlog),
-            "polyp_frames": counters.get("polyp_frames", 0),
+            # each detector's frames with a box, by role (0 for one that found nothing)
+            "detection_frames": {
+                role: counters.get(DETECTION_FRAMES + role, 0) for role in self.models.detectors
+            },
             "elapsed_s": round(elapsed, 2),
             "fps": round(counters.get("inferred", 0) / elapsed, 2) if elapsed > 0 else 0.0,
             "latency_ms": latency,

@@ -117,6 +117,17 @@ class _Counters(Counter[str]):
             rate.record(self._clock(), value)
 
 
+# Counters of each detector's frames with at least one box, and of its boxes, by role:
+# "detection_frames:detector", "detection_boxes:detector.bleeding".
+DETECTION_FRAMES = "detection_frames:"
+DETECTION_BOXES = "detection_boxes:"
+
+
+def by_role(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    """``{role: n}`` of the counters named ``prefix + role``."""
+    return {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
 class Stats:
     """Shared by the receiving and inference threads; every change under one lock."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from edge.runtime.stats import DETECTION_FRAMES
+
 if TYPE_CHECKING:
     from edge.runtime.pipeline import Runtime
 
@@ -35,8 +37,10 @@ class StatusLine:
             f"p95 {p95 if p95 is not None else '-'} ms  "
             f"backlog {snap['gauges'].get('backlog', 0)}  "
             f"skipped {c.get('skipped', 0)}  link lost {lost}  "
-            f"class {latest[0] if latest else '-'}  polyp frames {c.get('polyp_frames', 0)}"
+            f"class {latest[0] if latest else '-'}"
         )
+        for role, detector in runtime.models.detectors.items():  # "bleeding frames 3"
+            line += f"  {'/'.join(detector.labels)} frames {c.get(DETECTION_FRAMES + role, 0)}"
         if self.tty:
             print(f"\r\033[K{line}", end="", file=self.stream, flush=True)
         else:

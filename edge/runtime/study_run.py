@@ -116,7 +116,11 @@ def run_study(
         server = None
         if http is not None:
             server = StatsServer(
-                lambda: runtime.stats.snapshot() | {"link": runtime.link_status} | live.snapshot(),
+                lambda: (
+                    runtime.stats.snapshot()
+                    | {"link": runtime.link_status, "models": runtime.model_figures()}
+                    | live.snapshot()
+                ),
                 http,
                 idle=not recording,
             )

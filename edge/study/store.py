@@ -64,7 +64,7 @@ class FrameRef:
 
 @dataclass(frozen=True)
 class Finding:
-    model: str  # "classifier" or "detector"
+    model: str  # its role: "classifier", "detector" or a further "detector.<name>"
     label: str
     score: float
     box: tuple[float, float, float, float] | None = None  # frame pixels, detector only
