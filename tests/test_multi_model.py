@@ -17,7 +17,7 @@ import pytest
 from edge.errors import BadInputError
 from edge.runtime import config as settings
 from tests.conftest import SHARED_DATA
-from tests.study_runs import popen, read_truth, start_simulator, stop_runtime, watchdog
+from tests.study_runs import cli, popen, read_truth, start_simulator, stop_runtime, watchdog
 
 KVASIR = SHARED_DATA / "kvasir-seg" / "images"
 LOOSE = '[detector.loose]\nmodel = "yolov5s-256"\nbackend = "onnxruntime"\nconf = 0.05\n'
@@ -152,3 +152,10 @@ def test_two_detectors_over_the_link_each_in_findings_results_stats_and_study(
     n = with_boxes["detector.loose"]
     assert f'capsule_edge_detection_frames_total{{model="detector.loose"}} {n}.0' in metrics
     assert "capsule_edge_stage_ms" in metrics and 'stage="detector.loose"' in metrics
+
+    done = cli("report", study, "--json", "-")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["models"]) == {"detector", "detector.loose"}
+    assert report["models"]["detector.loose"]["backend"] == "onnxruntime"
+    assert set(report["events_by_kind"]) == {"polyp"}

@@ -111,6 +111,11 @@ def test_run_capsule_profile_over_the_link(tmp_path: Path) -> None:
     assert done == 30
     assert models <= {"detector"} and labels <= {"bleeding"}
     assert cli("study", "verify", study).returncode == 0
+    done = cli("report", study, "--json", "-")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["events_by_kind"]) == {"bleeding"}  # no "0 distinct polyps"
+    assert "distinct polyps" not in (study / "report.html").read_text(encoding="utf-8")
 
 
 @needs_bleeding

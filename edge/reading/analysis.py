@@ -76,7 +76,8 @@ class Reading:
         for p in d.boxes:
             if (k := self.segment_of(p)) is not None:
                 segments[k]["box_frames"] += 1
-        by_kind: dict[str, int] = {}
+        # every label the study's detectors look for, 0 where none was seen
+        by_kind: dict[str, int] = dict.fromkeys(_detected_labels(d), 0)
         for e in self.events:
             by_kind[e.kind] = by_kind.get(e.kind, 0) + 1
         lat = np.array(d.latency_ms) if d.latency_ms else None
@@ -169,6 +170,19 @@ def _events(
     finally:
         reader.close()
     return tracker.finish(), tracker.unconfirmed, unreadable
+
+
+def _detected_labels(data: StudyData) -> list[str]:
+    """The labels of the last run's detectors (every role but the classifier)."""
+    if not data.runs:
+        return []
+    models = data.runs[-1].get("models") or {}
+    return [
+        str(label)
+        for role, m in models.items()
+        if role != "classifier" and isinstance(m, dict)
+        for label in (m.get("labels") or [])
+    ]
 
 
 def _models(data: StudyData) -> dict[str, Any]:
