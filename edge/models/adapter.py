@@ -20,7 +20,7 @@ A = TypeVar("A", bound="ModelAdapter")
 
 
 def open_model(
-    model: str | Path, backend: str, options: BackendOptions | None, verify: bool
+    model: str | Path, backend: str, options: BackendOptions | None, verify: bool, warm: bool = True
 ) -> tuple[ModelCard, Backend]:
     """The model's card (sha256-checked when ``verify``) and a backend running it."""
     card = load_card(model)
@@ -32,7 +32,7 @@ def open_model(
         )
     if verify:
         card.verify()
-    return card, open_backend(backend, card.model_path, options)
+    return card, open_backend(backend, card.model_path, options, warm=warm)
 
 
 def input_quantization(spec: TensorSpec, card: ModelCard) -> Quantization | None:

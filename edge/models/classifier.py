@@ -59,8 +59,9 @@ class Classifier(ModelAdapter):
         options: BackendOptions | None = None,
         *,
         verify: bool = True,
+        warm: bool = True,  # one inference on zeros before the first frame
     ) -> Classifier:
-        card, runner = open_model(model, backend, options, verify)
+        card, runner = open_model(model, backend, options, verify, warm)
         return cls(runner, card)
 
     def preprocess(self, frame: Image) -> Image:

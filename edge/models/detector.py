@@ -212,10 +212,11 @@ class Detector(ModelAdapter):
         options: BackendOptions | None = None,
         *,
         verify: bool = True,
+        warm: bool = True,  # one inference on zeros before the first frame
         conf_threshold: float = CONF_THRESHOLD,
         iou_threshold: float = IOU_THRESHOLD,
     ) -> Detector:
-        card, runner = open_model(model, backend, options, verify)
+        card, runner = open_model(model, backend, options, verify, warm)
         return cls(runner, card, conf_threshold, iou_threshold)
 
     def preprocess(self, frame: Image) -> tuple[Image, Letterbox]:

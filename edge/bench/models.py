@@ -1,0 +1,141 @@
+"""The model rows: every bundled artefact on each available backend that runs its format,
+at 1 thread and at every core, each measured in a process of its own (``edge.bench.row``).
+
+By default each artefact runs on the backend of its own format (LiteRT for .tflite,
+OpenVINO for its IR, ONNX Runtime for .onnx); ``every_backend`` adds OpenVINO running the
+LiteRT and ONNX files too. A backend that is not installed gives a skipped row that says
+what brings it; a row whose process fails is kept with its error, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.backends.registry import BACKENDS
+from edge.bench import macs
+from edge.bench.machine import available_backends
+from edge.bench.row import RowSpec
+from edge.bench.validation import find
+from edge.bundled import base_name, bundled_cards
+from edge.errors import CapsuleEdgeError
+from edge.models.card import ModelCard
+
+ROW_TIMEOUT_S = 900  # a row that takes longer has hung
+
+
+@dataclass(frozen=True)
+class Planned:
+    card: ModelCard
+    backend: str
+    threads: int
+    validation: dict[str, Any] | None
+    skipped: str | None = None  # why the row is not measured
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "model": base_name(self.card),
+            "task": self.card.task,
+            "precision": self.card.precision,
+            "format": self.card.format,
+            "backend": self.backend,
+            "threads": self.threads,
+        }
+
+
+def plan(
+    root: Path | None,
+    data_root: Path,
+    threads: list[int],
+    every_backend: bool = False,
+    accuracy: bool = True,
+) -> list[Planned]:
+    have = available_backends()
+    rows = []
+    for card in bundled_cards(root):
+        validation, _ = find(card, data_root) if accuracy else (None, None)
+        for backend, info in BACKENDS.items():
+            native = card.format == info.formats[0]
+            if not native and not (every_backend and card.format in info.formats):
+                continue
+            why = None if have[backend] else f"{backend} not installed: {info.install}"
+            for n in threads:
+                v = validation.to_json() if validation is not None else None
+                rows.append(Planned(card, backend, n, v, why))
+    return rows
+
+
+def _child(spec: RowSpec) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "edge.bench.row", json.dumps(asdict(spec))],
+            capture_output=True,
+            text=True,
+            timeout=ROW_TIMEOUT_S,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {ROW_TIMEOUT_S} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {done.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def measure(
+    planned: list[Planned],
+    runs: int,
+    warmup: int,
+    frame: Path | None,
+    progress: Callable[[Planned], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Each planned row measured (or skipped), with the artefact's size and MACs; the
+    accuracy is measured once per artefact and backend and shared by its thread rows."""
+    rows: list[dict[str, Any]] = []
+    counted: dict[str, int | str] = {}
+    accuracy: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in planned:
+        if progress is not None:
+            progress(p)
+        row = p.key() | {"size_mb": round(p.card.size_bytes() / 1e6, 2)}
+        path = str(p.card.model_path)
+        if path not in counted:
+            try:
+                counted[path] = macs.count(p.card.model_path)
+            except CapsuleEdgeError as exc:
+                counted[path] = str(exc)
+        if isinstance(counted[path], int):
+            row["gmacs"] = round(int(counted[path]) / 1e9, 4)
+        if p.skipped:
+            rows.append(row | {"skipped": p.skipped})
+            continue
+        shared = accuracy.get((path, p.backend))
+        spec = RowSpec(
+            card=str(p.card.path),
+            backend=p.backend,
+            threads=p.threads,
+            runs=runs,
+            warmup=warmup,
+            frame=str(frame) if frame else None,
+            validation=p.validation if shared is None else None,
+        )
+        result = _child(spec)
+        if "error" not in result and p.validation is not None:
+            if shared is None:
+                shared = {k: result[k] for k in ACCURACY_KEYS if k in result}
+                accuracy[(path, p.backend)] = shared
+            result |= shared
+        rows.append(row | result)
+    return rows
+
+
+ACCURACY_KEYS = ("accuracy", "macro_f1", "map50", "map50_95", "frame_macro_f1", "eval_frames")

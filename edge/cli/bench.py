@@ -1,0 +1,113 @@
+"""``capsule-edge bench``: every bundled model on every backend here, fast and good."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.errors import BadInputError
+
+DATA_ROOT = Path("../shared/data")
+QUICK = {"runs": 30, "warmup": 5}
+FULL = {"runs": 300, "warmup": 20}
+
+
+def _threads(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers, e.g. 1,4") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: each at least 1")
+    return sorted(set(values))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import floor, machine, models, tables
+    from edge.bundled import base_name
+    from edge.errors import MissingDependencyError
+
+    cores = os.cpu_count() or 1
+    threads = args.threads or sorted({1, cores})
+    counts = QUICK if args.quick else FULL
+    runs = args.runs or counts["runs"]
+    planned = models.plan(None, args.data, threads, args.every_backend, not args.no_accuracy)
+    if args.model:
+        unknown = set(args.model) - {base_name(p.card) for p in planned}
+        if unknown:
+            raise BadInputError(
+                f"--model {sorted(unknown)[0]}: not a bundled model (capsule-edge models)"
+            )
+        planned = [p for p in planned if base_name(p.card) in args.model]
+    started = time.monotonic()
+    done = [0]
+
+    def progress(p: models.Planned) -> None:
+        done[0] += 1
+        what = f"{base_name(p.card)} {p.card.precision} {p.card.format} {p.backend} x{p.threads}"
+        print(f"bench: [{done[0]}/{len(planned)}] {what}", file=sys.stderr, flush=True)
+
+    rows = models.measure(planned, runs, counts["warmup"], args.frame, progress)
+    peaks: dict[tuple[str, int], floor.Peak] = {}
+    floor_note = None
+    try:
+        for precision in ("fp32", "int8"):
+            for n in threads:
+                peaks[(precision, n)] = floor.measure(precision, n)
+    except MissingDependencyError as exc:
+        floor_note = str(exc)
+    for row in rows:
+        row["floor_ratio"] = floor.ratio(row, peaks)
+    doc: dict[str, Any] = {
+        "machine": machine.describe(),
+        "quick": args.quick,
+        "runs": runs,
+        "warmup": counts["warmup"],
+        "threads": threads,
+        "data": str(args.data),
+        "floor_shape": f"{floor.M}x{floor.K}x{floor.N}",
+        "floor": [vars(p) for p in peaks.values()],
+        "floor_note": floor_note,
+        "rows": rows,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    text = tables.markdown(doc)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        (args.out / "bench.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"bench: {len(rows)} rows in {doc['elapsed_s']} s", file=sys.stderr)
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    b = sub.add_parser(
+        "bench",
+        help="latency and accuracy of every bundled model, backend, precision and thread count",
+    )
+    b.add_argument("--quick", action="store_true", help=f"{QUICK['runs']} timed runs a row")
+    b.add_argument("--json", type=Path, help="write the results here")
+    b.add_argument("--out", type=Path, help="folder for bench.json and bench.md")
+    b.add_argument("--model", action="append", help="only this bundled model (repeatable)")
+    b.add_argument(
+        "--threads", type=_threads, help="thread counts, e.g. 1,4 (default: 1 and every core)"
+    )
+    b.add_argument("--runs", type=int, help="timed runs a row (default 300, --quick 30)")
+    b.add_argument(
+        "--data", type=Path, default=DATA_ROOT, help="validation data root (default ../shared/data)"
+    )
+    b.add_argument("--no-accuracy", action="store_true", help="time only")
+    b.add_argument("--frame", type=Path, help="an image to time on (default: 512x430 noise)")
+    b.add_argument(
+        "--every-backend", action="store_true", help="also OpenVINO on the LiteRT and ONNX files"
+    )
+    b.set_defaults(func=cmd_bench)

@@ -1,0 +1,104 @@
+"""`capsule-edge bench` in the lean environment, as a user runs it: its JSON rows, what it
+says of a backend that is not installed, of a model that fails, and of a bad flag."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge.bench.macs import count
+from edge.bundled import models_root
+from tests.conftest import SHARED_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+ROW_FIELDS = (
+    "model", "backend", "precision", "threads", "p50_ms", "p90_ms", "p99_ms", "fps", "load_s",
+    "peak_rss_mb", "floor_ratio", "first_ms", "size_mb", "gmacs",
+)  # fmt: skip
+pytestmark = pytest.mark.slow  # a process per row
+
+
+def _bench(lean_python: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(lean_python), "-m", "edge.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_quick_json_has_every_field_of_every_row(lean_python: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = _bench(
+        lean_python, "--quick", "--model", "edgecnn", "--threads", "1,2", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    measured = [r for r in doc["rows"] if "skipped" not in r]
+    # edgecnn: fp32 tflite, fp32 IR, int8 tflite, int8 IR, on their backends, 1 and 2 threads
+    assert {(r["precision"], r["backend"], r["threads"]) for r in measured} == {
+        (p, b, t) for p in ("fp32", "int8") for b in ("litert", "openvino") for t in (1, 2)
+    }
+    card = json.loads((models_root() / "classifier/edgecnn/int8.tflite.card.json").read_text())
+    macs = count(models_root() / "classifier/edgecnn/int8.tflite")
+    for row in measured:
+        assert "error" not in row, row
+        missing = [f for f in ROW_FIELDS if row.get(f) is None]
+        assert not missing, (missing, row)
+        assert row["runs"] == 30 and row["model"] == "edgecnn"
+        assert row["gmacs"] == round(macs / 1e9, 4)
+        if SHARED_DATA.is_dir():  # the accuracy is the card's, measured again on its split
+            assert row["accuracy"] == pytest.approx(
+                card["evaluation"]["as_is"]["accuracy"], abs=1e-3
+            )
+            assert row["eval_frames"] == card["evaluation"]["frames"]
+    # the lean install has no ONNX Runtime: its row says so and what brings it
+    (onnx,) = [r for r in doc["rows"] if r["backend"] == "onnxruntime" and r["threads"] == 1]
+    assert "pip install 'capsule-edge[onnx]'" in onnx["skipped"]
+    assert doc["machine"]["cores"] and doc["machine"]["cpu"]
+    assert {(p["precision"], p["threads"]) for p in doc["floor"]} == {
+        (p, t) for p in ("fp32", "int8") for t in (1, 2)
+    }
+    assert "| edgecnn | int8 | tflite | litert | 1 |" in done.stdout
+
+
+def test_a_model_that_fails_keeps_its_row_with_the_reason(
+    lean_python: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(models_root() / "classifier" / "edgecnn", models / "classifier" / "edgecnn")
+    for path in (models / "classifier" / "edgecnn").glob("*.card.json"):
+        if not path.name.startswith("int8.tflite"):
+            path.unlink()
+    model = models / "classifier" / "edgecnn" / "int8.tflite"
+    model.write_bytes(model.read_bytes()[:-16] + b"\0" * 16)  # no longer its card's sha256
+    env = {"CAPSULE_EDGE_MODELS": str(models), "PATH": "/usr/bin:/bin"}
+    done = _bench(
+        lean_python,
+        "--quick",
+        "--no-accuracy",
+        "--threads",
+        "1",
+        "--json",
+        str(tmp_path / "b.json"),
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert "sha256" in row["error"], row
+
+
+def test_an_unknown_model_is_one_line(lean_python: Path) -> None:
+    done = _bench(lean_python, "--quick", "--model", "nosuch")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--model nosuch: not a bundled model (capsule-edge models)")
+    )
