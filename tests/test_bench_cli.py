@@ -102,3 +102,31 @@ def test_an_unknown_model_is_one_line(lean_python: Path) -> None:
         .splitlines()[-1]
         .endswith("--model nosuch: not a bundled model (capsule-edge models)")
     )
+
+
+YOLO_PYTHON = REPO / ".venv-yolo" / "bin" / "python"
+
+
+@pytest.mark.skipif(
+    not YOLO_PYTHON.exists(), reason="no detector-train environment (make detector-env)"
+)
+def test_the_pytorch_reference_row_sits_beside_the_int8_rows(
+    lean_python: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    done = _bench(
+        lean_python,
+        *("--quick", "--runs", "5", "--model", "yolov5s-256", "--threads", "2", "--no-accuracy"),
+        *("--torch", str(YOLO_PYTHON), "--json", str(out)),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    (torch_row,) = [r for r in rows if r["backend"] == "torch"]
+    assert "error" not in torch_row, torch_row
+    assert torch_row["format"] == "pytorch" and torch_row["runs"] == 5
+    onnx = models_root() / "detector" / "yolov5s-256" / "fp32.onnx"
+    assert torch_row["gmacs"] == round(count(onnx) / 1e9, 4)
+    int8 = [r for r in rows if r["precision"] == "int8" and "p50_ms" in r]
+    assert int8 and all(
+        r["speedup_vs_torch"] == round(torch_row["p50_ms"] / r["p50_ms"], 2) for r in int8
+    )

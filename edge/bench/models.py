@@ -9,6 +9,7 @@ what brings it; a row whose process fails is kept with its error, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -72,10 +73,15 @@ def plan(
 
 
 def _child(spec: RowSpec) -> dict[str, Any]:
+    return _run([sys.executable, "-m", "edge.bench.row", json.dumps(asdict(spec))])
+
+
+def _run(command: list[str]) -> dict[str, Any]:
+    """A row process's JSON line, or its error."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "edge.bench.row", json.dumps(asdict(spec))],
+            command,
             capture_output=True,
             text=True,
             timeout=ROW_TIMEOUT_S,
@@ -136,6 +142,55 @@ def measure(
             result |= shared
         rows.append(row | result)
     return rows
+
+
+def torch_rows(
+    python: Path,
+    root: Path | None,
+    threads: list[int],
+    runs: int,
+    warmup: int,
+    frame: Path | None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The PyTorch reference of each bundled detector (yolov5's own model and NMS, fp32),
+    measured by ``python`` (an environment with torch and yolov5: the detector-train one)."""
+    rows = []
+    for card in bundled_cards(root):
+        if card.task != "detection" or card.format != "onnx":  # the fp32 export: its weights
+            continue
+        for n in threads:
+            if progress is not None:
+                progress(f"{base_name(card)} pytorch x{n}")
+            spec = {
+                "onnx": str(card.model_path),
+                "img": card.input_size,
+                "threads": n,
+                "runs": runs,
+                "warmup": warmup,
+                "frame": str(frame) if frame else None,
+            }
+            key: dict[str, Any] = {"model": base_name(card), "task": card.task}
+            key |= {"precision": "fp32", "format": "pytorch", "backend": "torch", "threads": n}
+            with contextlib.suppress(CapsuleEdgeError):  # the same graph as the export's
+                key["gmacs"] = round(macs.count(card.model_path) / 1e9, 4)
+            rows.append(
+                key | _run([str(python), "-m", "convert.torch_reference", json.dumps(spec)])
+            )
+    return rows
+
+
+def speedups(rows: list[dict[str, Any]]) -> None:
+    """Each row's p50 against the PyTorch reference of its model at its threads, in place."""
+    reference = {
+        (r["model"], r["threads"]): r["p50_ms"]
+        for r in rows
+        if r.get("backend") == "torch" and "p50_ms" in r
+    }
+    for r in rows:
+        ref = reference.get((r.get("model"), r.get("threads")))
+        if ref and "p50_ms" in r and r.get("backend") != "torch":
+            r["speedup_vs_torch"] = round(ref / r["p50_ms"], 2)
 
 
 ACCURACY_KEYS = ("accuracy", "macro_f1", "map50", "map50_95", "frame_macro_f1", "eval_frames")

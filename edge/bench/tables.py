@@ -23,6 +23,7 @@ COLUMNS = (
     ("size MB", "size_mb"),
     ("GMACs", "gmacs"),
     ("x floor", "floor_ratio"),
+    ("x faster than PyTorch", "speedup_vs_torch"),
     ("accuracy / mAP@0.5", "quality"),
     ("macro-F1 / mAP@.5:.95", "quality2"),
 )

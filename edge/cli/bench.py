@@ -53,6 +53,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"bench: [{done[0]}/{len(planned)}] {what}", file=sys.stderr, flush=True)
 
     rows = models.measure(planned, runs, counts["warmup"], args.frame, progress)
+    if args.torch:
+        if not args.torch.is_file():
+            raise BadInputError(f"--torch {args.torch}: no such python")
+        extra = models.torch_rows(
+            args.torch,
+            None,
+            threads,
+            runs,
+            counts["warmup"],
+            args.frame,
+            lambda what: print(f"bench: {what}", file=sys.stderr, flush=True),
+        )
+        rows += [r for r in extra if not args.model or r["model"] in args.model]
+        models.speedups(rows)
     peaks: dict[tuple[str, int], floor.Peak] = {}
     floor_note = None
     try:
@@ -107,6 +121,13 @@ def add_parsers(sub: Any) -> None:
     )
     b.add_argument("--no-accuracy", action="store_true", help="time only")
     b.add_argument("--frame", type=Path, help="an image to time on (default: 512x430 noise)")
+    b.add_argument(
+        "--torch",
+        type=Path,
+        metavar="PYTHON",
+        help="add the PyTorch reference of each detector (yolov5's model and NMS), measured by "
+        "this python (one with torch and yolov5: .venv-yolo/bin/python)",
+    )
     b.add_argument(
         "--every-backend", action="store_true", help="also OpenVINO on the LiteRT and ONNX files"
     )
