@@ -36,7 +36,8 @@ def _bench(lean_python: Path, *args: str, env: dict | None = None) -> subprocess
 def test_quick_json_has_every_field_of_every_row(lean_python: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = _bench(
-        lean_python, "--quick", "--model", "edgecnn", "--threads", "1,2", "--json", str(out)
+        lean_python,
+        *("--quick", "--model", "edgecnn", "--threads", "1,2", "--rates", "5", "--json", str(out)),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -66,6 +67,9 @@ def test_quick_json_has_every_field_of_every_row(lean_python: Path, tmp_path: Pa
         (p, t) for p in ("fp32", "int8") for t in (1, 2)
     }
     assert "| edgecnn | int8 | tflite | litert | 1 |" in done.stdout
+    (rate,) = doc["e2e"]["rates"]  # end to end over the pty, the one rate asked for
+    assert rate["fps"] == 5 and rate["inferred"] == rate["frames"] == 15
+    assert doc["e2e"]["sustained_fps"] == (5 if rate["sustained"] else None)
 
 
 def test_a_model_that_fails_keeps_its_row_with_the_reason(
@@ -81,12 +85,8 @@ def test_a_model_that_fails_keeps_its_row_with_the_reason(
     env = {"CAPSULE_EDGE_MODELS": str(models), "PATH": "/usr/bin:/bin"}
     done = _bench(
         lean_python,
-        "--quick",
-        "--no-accuracy",
-        "--threads",
-        "1",
-        "--json",
-        str(tmp_path / "b.json"),
+        *("--quick", "--no-accuracy", "--no-e2e", "--threads", "1"),
+        *("--json", str(tmp_path / "b.json")),
         env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -117,6 +117,7 @@ def test_the_pytorch_reference_row_sits_beside_the_int8_rows(
     done = _bench(
         lean_python,
         *("--quick", "--runs", "5", "--model", "yolov5s-256", "--threads", "2", "--no-accuracy"),
+        "--no-e2e",
         *("--torch", str(YOLO_PYTHON), "--json", str(out)),
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -83,4 +83,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "p50/p90/p99 and frames/s: the whole frame after decoding; infer: the backend call alone.",
         "",
     ]
-    return "\n".join(head) + model_table(doc["rows"]) + "\n"
+    text = "\n".join(head) + model_table(doc["rows"]) + "\n"
+    if doc.get("e2e"):
+        from edge.bench.e2e import table
+
+        text += "\nEnd to end: the runtime (default models, a live source) fed by the recorder "
+        text += "simulator over a pty, each rate for its own run.\n\n" + table(doc["e2e"]) + "\n"
+    return text

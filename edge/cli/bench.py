@@ -27,8 +27,18 @@ def _threads(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected frame rates, e.g. 5,10,20") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: each above 0")
+    return sorted(set(values))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge.bench import floor, machine, models, tables
+    from edge.bench import e2e, floor, machine, models, tables
     from edge.bundled import base_name
     from edge.errors import MissingDependencyError
 
@@ -77,6 +87,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         floor_note = str(exc)
     for row in rows:
         row["floor_ratio"] = floor.ratio(row, peaks)
+    end_to_end = None
+    if not args.no_e2e:
+        end_to_end = e2e.saturate(
+            tuple(args.rates or e2e.RATES),
+            3.0 if args.quick else 10.0,
+            progress=lambda fps: print(
+                f"bench: end to end at {fps} frames/s", file=sys.stderr, flush=True
+            ),
+        )
     doc: dict[str, Any] = {
         "machine": machine.describe(),
         "quick": args.quick,
@@ -88,6 +107,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "floor": [vars(p) for p in peaks.values()],
         "floor_note": floor_note,
         "rows": rows,
+        "e2e": end_to_end,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     text = tables.markdown(doc)
@@ -120,6 +140,12 @@ def add_parsers(sub: Any) -> None:
         "--data", type=Path, default=DATA_ROOT, help="validation data root (default ../shared/data)"
     )
     b.add_argument("--no-accuracy", action="store_true", help="time only")
+    b.add_argument("--no-e2e", action="store_true", help="no end-to-end runs over the pty")
+    b.add_argument(
+        "--rates",
+        type=_rates,
+        help="end-to-end frame rates to try in turn, e.g. 5,10,20 (default 5 to 200)",
+    )
     b.add_argument("--frame", type=Path, help="an image to time on (default: 512x430 noise)")
     b.add_argument(
         "--torch",

@@ -179,6 +179,7 @@ def demo_summary(out: Path, folder: Path, summary: dict[str, Any]) -> dict[str, 
         "frames_not_inferred": summary["frames_not_inferred"],  # after a Ctrl-C: on resume
         "detection_frames": summary["detection_frames"],  # by detector role
         "stage_ms": summary["stage_ms"],
+        "runtime_cpu_s": summary["cpu_s"],  # the runtime's process, model loading excluded
         "models": summary["models"],
         "error": summary["error"],
         "study": str(folder),

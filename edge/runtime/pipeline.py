@@ -105,6 +105,7 @@ class Runtime:
         """Run until ``stop`` is set or the source is exhausted (a finite source, or
         ``done`` set by whoever knows the stream has ended); returns the summary. An
         exhausted source is inferred to its end, a stop drains for ``drain_s``."""
+        self._cpu_at_start = time.process_time()  # every thread of this process
         workers = [
             InferenceWorker(
                 f"inference-{n}",
@@ -329,6 +330,7 @@ class Runtime:
     # --- reporting ---------------------------------------------------------------------
 
     left: int | None = None  # stored frames without an outcome when the run ended
+    _cpu_at_start = 0.0
 
     def model_figures(self) -> dict[str, dict[str, Any]]:
         """Each model's output so far, by role, for ``/stats``: what it is and, for a
@@ -374,6 +376,8 @@ class Runtime:
                 role: counters.get(DETECTION_FRAMES + role, 0) for role in self.models.detectors
             },
             "elapsed_s": round(elapsed, 2),
+            # this process's CPU while running (receiving, storing, inferring, all threads)
+            "cpu_s": round(time.process_time() - self._cpu_at_start, 3),
             "fps": round(counters.get("inferred", 0) / elapsed, 2) if elapsed > 0 else 0.0,
             "latency_ms": latency,
             "stage_ms": stages,
