@@ -131,3 +131,62 @@ def test_the_pytorch_reference_row_sits_beside_the_int8_rows(
     assert int8 and all(
         r["speedup_vs_torch"] == round(torch_row["p50_ms"] / r["p50_ms"], 2) for r in int8
     )
+
+
+def _doc(cpu: str, p50: float) -> dict:
+    machine = {"cores": 4, "cpu": cpu, "arch": "aarch64", "os": "Raspberry Pi OS", "python": "3.11"}
+    row = {"model": "edgecnn", "precision": "int8", "format": "tflite", "backend": "litert"}
+    row |= {"threads": 4, "p50_ms": p50, "p90_ms": p50, "p99_ms": p50, "fps": 1e3 / p50}
+    return {"machine": machine, "runs": 300, "warmup": 20, "rows": [row]}
+
+
+def test_merge_puts_machines_in_one_table_and_into_the_readme(
+    lean_python: Path, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "pi5.json", tmp_path / "n100.json"
+    a.write_text(json.dumps(_doc("Cortex-A76", 4.25)))
+    b.write_text(json.dumps(_doc("Intel N100", 1.5)))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n<!-- capsule-edge bench -->\nold table\n<!-- /capsule-edge bench -->\nafter\n"
+    )
+    done = _bench(lean_python, "--merge", str(a), str(b), "--readme", str(readme))
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith("<!-- /capsule-edge bench -->\nafter\n")
+    assert (
+        "| 4 cores of Cortex-A76, aarch64: edgecnn | int8 | tflite | litert | 4 | 4.250 |" in text
+    )
+    assert (
+        "| 4 cores of Intel N100, aarch64: edgecnn | int8 | tflite | litert | 4 | 1.500 |" in text
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not a bench result"),
+        ('{"rows": 3}', "not a bench result (no machine and rows)"),
+    ],
+)
+def test_merge_of_what_is_not_a_result_is_one_line(
+    lean_python: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    done = _bench(lean_python, "--merge", str(bad))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert str(bad) in line and message in line
+
+
+def test_a_readme_without_markers_is_one_line_and_untouched(
+    lean_python: Path, tmp_path: Path
+) -> None:
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_doc("Cortex-A76", 4.0)))
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    done = _bench(lean_python, "--merge", str(a), "--readme", str(readme))
+    assert done.returncode == 2 and "no <!-- capsule-edge bench -->" in done.stderr
+    assert readme.read_text() == "no markers\n"

@@ -90,3 +90,25 @@ def markdown(doc: dict[str, Any]) -> str:
         text += "\nEnd to end: the runtime (default models, a live source) fed by the recorder "
         text += "simulator over a pty, each rate for its own run.\n\n" + table(doc["e2e"]) + "\n"
     return text
+
+
+def merged(docs: list[dict[str, Any]]) -> str:
+    """Several machines' results in one table, each row under its machine."""
+    rows = [r | {"model": f"{label(d['machine'])}: {r['model']}"} for d in docs for r in d["rows"]]
+    runs = ", ".join(sorted({str(d["runs"]) for d in docs}))
+    return (
+        f"Batch 1, {runs} timed runs a row; machines as each row says.\n\n"
+        + model_table(rows)
+        + "\n"
+    )
+
+
+BEGIN, END = "<!-- capsule-edge bench -->", "<!-- /capsule-edge bench -->"
+
+
+def into(text: str, generated: str, where: str) -> str:
+    """``text`` with what lies between the bench's markers replaced by ``generated``."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"{where}: no {BEGIN} ... {END} markers to write between")
+    return text[: start + len(BEGIN)] + "\n" + generated.rstrip() + "\n" + text[end:]

@@ -37,10 +37,42 @@ def _rates(text: str) -> list[float]:
     return sorted(set(values))
 
 
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file (--merge)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path}: not a bench result ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list) or "machine" not in doc:
+        raise BadInputError(f"{path}: not a bench result (no machine and rows)")
+    return doc
+
+
+def _write_readme(path: Path, text: str) -> None:
+    from edge.bench.tables import into
+
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"{path}: unreadable ({exc.strerror})") from None
+    try:
+        path.write_text(into(old, text, str(path)), encoding="utf-8")
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge.bench import e2e, floor, machine, models, tables
+    from edge.bench import e2e, floor, machine, models, plots, tables
     from edge.bundled import base_name
     from edge.errors import MissingDependencyError
+
+    if args.merge:
+        text = tables.merged([_load(p) for p in args.merge])
+        print(text)
+        if args.readme:
+            _write_readme(args.readme, text)
+        return 0
 
     cores = os.cpu_count() or 1
     threads = args.threads or sorted({1, cores})
@@ -118,6 +150,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         (args.out / "bench.md").write_text(text, encoding="utf-8")
+        try:
+            for png in plots.write(doc, args.out):
+                print(f"bench: wrote {png}", file=sys.stderr)
+        except MissingDependencyError as exc:
+            print(f"bench: no plots: {exc}", file=sys.stderr)
+    if args.readme:
+        _write_readme(args.readme, text)
     print(text)
     print(f"bench: {len(rows)} rows in {doc['elapsed_s']} s", file=sys.stderr)
     return 0
@@ -130,7 +169,20 @@ def add_parsers(sub: Any) -> None:
     )
     b.add_argument("--quick", action="store_true", help=f"{QUICK['runs']} timed runs a row")
     b.add_argument("--json", type=Path, help="write the results here")
-    b.add_argument("--out", type=Path, help="folder for bench.json and bench.md")
+    b.add_argument("--out", type=Path, help="folder for bench.json, bench.md and the plots")
+    b.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="RESULT.json",
+        help="measure nothing: one table of these results (several machines)",
+    )
+    b.add_argument(
+        "--readme",
+        type=Path,
+        help="write the tables into this Markdown file, between its "
+        "<!-- capsule-edge bench --> markers",
+    )
     b.add_argument("--model", action="append", help="only this bundled model (repeatable)")
     b.add_argument(
         "--threads", type=_threads, help="thread counts, e.g. 1,4 (default: 1 and every core)"
