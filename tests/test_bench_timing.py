@@ -103,3 +103,34 @@ def test_a_file_openvino_cannot_read_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError, match=r"bad\.onnx: OpenVINO cannot read it"):
         count(bad)
+
+
+def test_floor_ratio_is_the_rows_time_over_its_macs_at_its_backends_peak() -> None:
+    from edge.bench.floor import Peak, ratio
+
+    peaks = {
+        ("litert", "int8", 2): Peak("litert", "int8", 2, gmacs_per_s=500.0, p50_ms=1.0),
+        ("openvino", "fp32", 2): Peak("openvino", "fp32", 2, gmacs_per_s=100.0, p50_ms=10.0),
+    }
+    row = {"backend": "litert", "precision": "int8", "threads": 2, "gmacs": 1.0, "p50_ms": 6.0}
+    assert ratio(row, peaks) == 3.0  # 1 GMAC at 500 GMAC/s is 2 ms; 6 ms is 3x that
+    torch_row = {
+        "backend": "torch",
+        "precision": "fp32",
+        "threads": 2,
+        "gmacs": 1.0,
+        "p50_ms": 30.0,
+    }
+    assert ratio(torch_row, peaks) == 3.0 and torch_row["floor_backend"] == "openvino"
+    no_peak = {"backend": "litert", "precision": "fp32", "threads": 1, "gmacs": 1.0, "p50_ms": 1}
+    assert ratio(no_peak, peaks) is None
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_each_litert_probe_is_the_product_the_floor_counts(precision: str) -> None:
+    """The committed probe computes [2048, 512] x [512, 512]: the MACs the floor divides by."""
+    from edge.bench.floor import PROBE_MACS, PROBES
+    from edge.bench.macs import count
+
+    assert count(PROBES / f"matmul-{precision}.tflite") == PROBE_MACS
+    assert count(PROBES / f"matmul-{precision}.onnx") == PROBE_MACS

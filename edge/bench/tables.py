@@ -71,15 +71,15 @@ def model_table(rows: list[dict[str, Any]]) -> str:
 
 def markdown(doc: dict[str, Any]) -> str:
     machine = doc["machine"]
-    peaks = ", ".join(
-        f"{p['precision']} {p['threads']} thread(s) {p['gmacs_per_s']:.0f} GMAC/s"
+    peaks = "; ".join(
+        f"{p['backend']} {p['precision']} x{p['threads']} {p['gmacs_per_s']:.0f} GMAC/s"
         for p in doc.get("floor", [])
     )
     head = [
         f"Batch 1, {doc['runs']} timed runs after {doc['warmup']} warm-up, on {label(machine)} "
         f"({machine['os']}, Python {machine['python']}).",
-        f"Floor (a {doc.get('floor_shape', '')} matrix product through OpenVINO): "
-        f"{peaks or doc.get('floor_note') or 'not measured'}.",
+        f"Floor (a large matrix product through each backend): "
+        f"{peaks or '; '.join(doc.get('floor_notes') or []) or 'not measured'}.",
         "p50/p90/p99 and frames/s: the whole frame after decoding; infer: the backend call alone.",
         "",
     ]

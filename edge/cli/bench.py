@@ -65,7 +65,7 @@ def _write_readme(path: Path, text: str) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.bench import e2e, floor, machine, models, plots, tables
     from edge.bundled import base_name
-    from edge.errors import MissingDependencyError
+    from edge.errors import CapsuleEdgeError, MissingDependencyError
 
     if args.merge:
         text = tables.merged([_load(p) for p in args.merge])
@@ -109,14 +109,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         rows += [r for r in extra if not args.model or r["model"] in args.model]
         models.speedups(rows)
-    peaks: dict[tuple[str, int], floor.Peak] = {}
-    floor_note = None
-    try:
+    peaks: dict[tuple[str, str, int], floor.Peak] = {}
+    floor_notes = []
+    for backend, present in machine.available_backends().items():
+        if not present:
+            continue
+        print(f"bench: the floor through {backend}", file=sys.stderr, flush=True)
         for precision in ("fp32", "int8"):
             for n in threads:
-                peaks[(precision, n)] = floor.measure(precision, n)
-    except MissingDependencyError as exc:
-        floor_note = str(exc)
+                try:
+                    peaks[(backend, precision, n)] = floor.measure(backend, precision, n)
+                except (MissingDependencyError, CapsuleEdgeError) as exc:
+                    floor_notes.append(f"{backend} {precision}: {exc}")
     for row in rows:
         row["floor_ratio"] = floor.ratio(row, peaks)
     end_to_end = None
@@ -135,9 +139,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "warmup": counts["warmup"],
         "threads": threads,
         "data": str(args.data),
-        "floor_shape": f"{floor.M}x{floor.K}x{floor.N}",
         "floor": [vars(p) for p in peaks.values()],
-        "floor_note": floor_note,
+        "floor_notes": floor_notes,
         "rows": rows,
         "e2e": end_to_end,
         "elapsed_s": round(time.monotonic() - started, 1),
