@@ -303,3 +303,39 @@ def test_box_feature_tells_colours_apart_not_brightness():
         box_feature(red, (400, 400, 450, 450))
     # A box clipped flat against the frame's edge still has a descriptor.
     assert box_feature(red, (320, 100, 320, 140)).sum() == pytest.approx(2.0)
+
+
+def _counted_by_hand(
+    image_bgr: np.ndarray, inside: tuple[int, int, int, int], window
+) -> np.ndarray:
+    """The descriptor's definition, pixel by pixel: hue (OpenCV's 0-180, turned by 30) in
+    12 bins of 5 over the reds and 4 of 30 over the rest, saturation in 8 bins of 32, pixels
+    darker than MIN_V left out; the box's pixels, then the ring's, each normalised."""
+    import cv2
+
+    from edge.reading.events import MIN_V
+
+    bx0, by0, bx1, by1 = inside
+    rx0, ry0, rx1, ry1 = window
+    hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV)
+    box, ring = np.zeros(128), np.zeros(128)
+    for y in range(ry0, ry1):
+        for x in range(rx0, rx1):
+            h, s, v = (int(c) for c in hsv[y, x])
+            if v < MIN_V:
+                continue
+            turned = (h + 30) % 180
+            hue_bin = turned // 5 if turned < 60 else 12 + (turned - 60) // 30
+            target = box if bx0 <= x < bx1 and by0 <= y < by1 else ring
+            target[hue_bin * 8 + s // 32] += 1
+    return np.concatenate([box / box.sum(), ring / ring.sum()])
+
+
+def test_box_feature_counts_what_its_definition_says():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    image[:10] = 0  # a dark band, left out of both histograms
+    # box (20, 15)-(40, 35): the ring reaches half its size beyond each side
+    got = box_feature(image, (20, 15, 40, 35))
+    expected = _counted_by_hand(image, (20, 15, 40, 35), (10, 5, 50, 45))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
