@@ -63,7 +63,7 @@ def available_backends() -> dict[str, bool]:
     return {b: importlib.util.find_spec(m) is not None for b, m in BACKEND_MODULES.items()}
 
 
-def _accelerators(backends: dict[str, bool]) -> dict[str, Any]:
+def accelerators_seen(backends: dict[str, bool]) -> dict[str, Any]:
     found: dict[str, Any] = {"edgetpu_delegate": ctypes.util.find_library("edgetpu")}
     if backends["openvino"]:
         try:
@@ -99,7 +99,7 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
         "backends": [b for b, ok in backends.items() if ok],
-        "accelerators": _accelerators(backends),
+        "accelerators": accelerators_seen(backends),
     }
 
 

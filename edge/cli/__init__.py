@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from edge.cli import bench, classify, demo, detect, models, report, run, simulate, study
+from edge.cli import bench, classify, demo, detect, doctor, models, report, run, simulate, study
 from edge.errors import CapsuleEdgeError
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parsers(sub)
     models.add_parsers(sub)
     bench.add_parsers(sub)
+    doctor.add_parsers(sub)
     return parser
 
 
