@@ -18,6 +18,7 @@ from edge.runtime import config as settings
 from edge.runtime.http import StatsServer, http_settings
 from edge.runtime.live import LiveReading
 from edge.runtime.models import Models, threads
+from edge.runtime.notify import Notifier, Watchdog, watchdog_interval
 from edge.runtime.pipeline import Runtime
 from edge.runtime.sources import LOCAL_SESSION, FrameSource, LinkSource, open_source
 from edge.runtime.status_line import StatusLine
@@ -93,6 +94,17 @@ def run_study(
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)
         line = StatusLine(announce, status)
+        # Under systemd (Type=notify): READY once receiving, pings while the pipeline moves.
+        notifier = Notifier.from_env()
+        lifetimes.callback(notifier.close)
+        interval = watchdog_interval()
+        watchdog = Watchdog(notifier, interval) if notifier.active and interval else None
+
+        def tick(rt: Runtime) -> None:
+            line(rt)
+            if watchdog is not None:
+                watchdog(rt)
+
         runtime = Runtime(
             source,
             study,
@@ -101,7 +113,7 @@ def run_study(
             policy=config["pipeline.policy"],
             drain_s=config["pipeline.drain_s"],
             jsonl=sys.stdout if config["output.jsonl"] else None,
-            on_tick=line,
+            on_tick=tick,
             recording=recording,
         )
         live = runtime.live = LiveReading(
@@ -148,7 +160,11 @@ def run_study(
         run = runtime.writer.call(
             lambda s: s.start_run(time.time_ns() // 1000, source.name, settings_json)
         )
+        notifier.ready(f"study {study.folder}, source {source.name}")
         summary = runtime.run(stop, done)
+        notifier.stopping(
+            f"{summary['frames_stored']} stored, {summary['frames_inferred']} inferred"
+        )
         live.close()  # what was queued is linked
         summary["alerts"] = live.events  # events confirmed live, each an alert
         line.end()
