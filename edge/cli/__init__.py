@@ -11,7 +11,19 @@ import logging
 import os
 import sys
 
-from edge.cli import bench, classify, demo, detect, doctor, models, report, run, simulate, study
+from edge.cli import (
+    bench,
+    classify,
+    demo,
+    detect,
+    doctor,
+    models,
+    report,
+    run,
+    service,
+    simulate,
+    study,
+)
 from edge.errors import CapsuleEdgeError
 
 
@@ -34,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     bench.add_parsers(sub)
     doctor.add_parsers(sub)
+    service.add_parsers(sub)
     return parser
 
 
