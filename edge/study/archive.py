@@ -22,6 +22,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import crc32c
 
@@ -108,13 +109,22 @@ def archive_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for _, p in segments(folder)) if folder.is_dir() else 0
 
 
+PRIVATE_FILE = 0o600  # a study's files: patient data, for the study's user alone
+
+
+def _open_segment(path: Path) -> BinaryIO:
+    """A segment for appending, created owner-only (an existing one keeps its mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+    return os.fdopen(fd, "ab")
+
+
 class Appender:
     """Appends records to the last segment; the caller ``sync``s before committing."""
 
     def __init__(self, folder: Path, segment: int) -> None:
         self.folder = folder
         self.segment = segment
-        self.file = open(segment_path(folder, segment), "ab")  # noqa: SIM115
+        self.file = _open_segment(segment_path(folder, segment))
 
     def append(self, record: Record, data: bytes) -> tuple[int, int]:
         """Write one record; returns (segment, offset of its data)."""
@@ -122,7 +132,7 @@ class Appender:
             self.sync()
             self.file.close()
             self.segment += 1
-            self.file = open(segment_path(self.folder, self.segment), "ab")  # noqa: SIM115
+            self.file = _open_segment(segment_path(self.folder, self.segment))
         head = record.header()
         offset = self.file.tell() + len(head)
         self.file.write(head)

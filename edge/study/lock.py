@@ -20,7 +20,7 @@ class StudyLock:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "lock"
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StudyError(
                 f"{self.path}: cannot open the study's lock ({exc.strerror})"

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from edge.study import archive, schema
-from edge.study.archive import Reader, Scanned
+from edge.study.archive import PRIVATE_FILE, Reader, Scanned
 from edge.study.errors import StudyError
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def open_database(folder: Path) -> sqlite3.Connection:
         raise StudyError(
             f"{db_path}: missing or empty, but archive/ holds {held:,} bytes of frames: {rebuild}"
         )
+    if not db_path.exists():  # owner-only; SQLite gives its -wal and -shm the same mode
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     try:
         db = connect(db_path)
         ok = db.execute("PRAGMA quick_check").fetchone()[0]

@@ -82,6 +82,9 @@ def read_frame(reader: Reader, ref: FrameRef) -> bytes:
     return data
 
 
+PRIVATE_DIR = 0o700  # a new study's folders; its files are PRIVATE_FILE (edge.study.archive)
+
+
 class Study:
     """The writing side of a study folder; one process at a time (``StudyLock``)."""
 
@@ -89,8 +92,9 @@ class Study:
         self.folder = folder
         self.archive_dir = folder / "archive"
         self.db_path = folder / "study.db"
-        try:
-            self.archive_dir.mkdir(parents=True, exist_ok=True)
+        try:  # owner-only: a study is patient data (its files are 0600, see below)
+            folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+            self.archive_dir.mkdir(exist_ok=True, mode=PRIVATE_DIR)
         except OSError as exc:
             raise StudyError(f"{folder}: cannot create the study folder ({exc.strerror})") from None
         self._lock = StudyLock(folder)
