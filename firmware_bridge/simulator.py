@@ -399,6 +399,8 @@ class Simulator:
                 for frame, alert in r.alerts
             ],
             "gave_up": self.gave_up,
+            # Per session: every index below this was acknowledged (the host stored it).
+            "acked_below": {r.session: r.acked_next for r in self.sessions},
         }
         path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
 

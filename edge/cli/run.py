@@ -93,8 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     summary = run_study(config, stop, status=not args.quiet)
     print(json.dumps(summary, indent=1), file=sys.stderr)
-    if summary["error"]:
-        print(f"capsule-edge: {summary['error']}", file=sys.stderr)
+    problem = summary["error"] or summary.get("stop_reason")
+    if problem:
+        print(f"capsule-edge: {problem}", file=sys.stderr)
         return 1
     return 0
 

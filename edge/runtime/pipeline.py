@@ -36,6 +36,7 @@ import cv2
 from edge.errors import BadInputError
 from edge.preprocess import Image
 from edge.runtime.backlog import Backlog, Deferred, Work
+from edge.runtime.disk import DiskWatch
 from edge.runtime.inference import InferenceWorker, decode_frame, result_message
 from edge.runtime.live import LiveReading
 from edge.runtime.models import Models
@@ -140,6 +141,10 @@ class Runtime:
                     last_link_stats = now
                 if now - self._last_tick >= 0.25:
                     self._tick()
+                if self.disk is not None and (why := self.disk.low()) is not None:
+                    self.stop_reason = why  # the rest is inferred and the study closed
+                    log.error("%s", why)
+                    break
                 if self.source.finished or (done is not None and done.is_set()):
                     self._wait_for_inference(stop, workers)
                     break
@@ -331,6 +336,8 @@ class Runtime:
 
     left: int | None = None  # stored frames without an outcome when the run ended
     _cpu_at_start = 0.0
+    disk: DiskWatch | None = None  # stops receiving at the disk's reserve
+    stop_reason: str | None = None  # why receiving stopped early (not an error of the study)
 
     def model_figures(self) -> dict[str, dict[str, Any]]:
         """Each model's output so far, by role, for ``/stats``: what it is and, for a
@@ -384,6 +391,7 @@ class Runtime:
             "ledger": dict(self.source.ledger.counts()),
             "models": self.models.describe(),
             "error": self.error,
+            "stop_reason": self.stop_reason,
         }
 
 

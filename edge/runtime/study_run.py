@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from edge.errors import BadInputError
 from edge.reading.events import TrackerSettings
 from edge.runtime import config as settings
+from edge.runtime import disk
 from edge.runtime.http import StatsServer, http_settings
 from edge.runtime.live import LiveReading
 from edge.runtime.models import Models, threads
@@ -71,8 +72,19 @@ def run_study(
         lifetimes.callback(_close, source)
         recording = source.recording if recording is None else recording
         config = settings.choose_workers(config, recording)
+        folder = Path(config["study"])
+        warning = disk.check_at_start(
+            folder,
+            config["storage.reserve_mb"],
+            config["storage.fps"],
+            config["storage.hours"],
+            config["storage.frame_kb"],
+        )
+        if warning:
+            log.warning("%s", warning)
+            print(f"capsule-edge: warning: {warning}", file=announce)
         try:
-            study = Study(Path(config["study"]))
+            study = Study(folder)
         except StudyError as exc:
             raise BadInputError(str(exc)) from None
         # Until the run ends, closing (on an error) commits nothing.
@@ -116,6 +128,7 @@ def run_study(
             on_tick=tick,
             recording=recording,
         )
+        runtime.disk = disk.DiskWatch(study.folder, config["storage.reserve_mb"])
         live = runtime.live = LiveReading(
             study.archive_dir,
             *models.class_names(),
