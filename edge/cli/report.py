@@ -26,6 +26,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     html = (args.out or args.study) / "report.html"
     data = write(reading, html, None if args.json == Path("-") else args.json)
+    from edge.study import audit
+
+    audit.record(args.study, "report", to=html.resolve(), json=args.json)
     if args.json == Path("-"):
         json.dump(data, sys.stdout, indent=1)
         print()

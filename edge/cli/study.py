@@ -2,7 +2,8 @@
 
 Exit status: 0 done; 1 the study has problems (each named on its own line); 2 the study
 cannot be used at all (one line). Everything but ``rebuild`` only reads: a read-only
-connection, no lock, nothing created, so a study a runtime is writing can be looked at.
+connection, no lock, nothing created but a line in the study's ``audit.log`` (who read
+it, when, what they took out), so a study a runtime is writing can be looked at.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from edge.study import audit
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -58,6 +61,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from edge.study.view import show, show_text
 
     info = show(args.study)
+    audit.record(args.study, "show")
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -70,6 +74,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from edge.study.verify import verify
 
     report = verify(args.study)
+    audit.record(args.study, "verify", ok=report.ok, frames=report.frames)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -90,12 +95,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     status = 0
     if args.findings is not None:
         rows, empty = export_findings(args.study, args.findings)
+        audit.record(args.study, "export findings", to=args.findings.resolve(), rows=rows)
         print(f"findings: {rows} rows, {empty} frames with none (a row each), in {args.findings}")
     if args.frames is not None:
         done = export_frames(args.study, args.frames)
+        audit.record(
+            args.study, "export frames", to=args.frames.resolve(), line=done.line(args.frames)
+        )
         print(done.line(args.frames))
         status = 1 if done.kept or done.corrupt else 0
     return status
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from edge.study.errors import StudyError
+
+    if not (args.study / "study.db").is_file():
+        raise StudyError(f"{args.study}: not a study folder (no study.db)")
+    trail = audit.entries(args.study)
+    if args.json:
+        print(json.dumps(trail, indent=1))
+        return 0
+    for e in trail:
+        if "unreadable" in e:
+            print(f"(unreadable line) {e['unreadable']}")
+            continue
+        extra = ", ".join(
+            f"{k} {v}" for k, v in e.items() if k not in ("at", "user", "uid", "host", "action")
+        )
+        print(
+            f"{e['at']}  {e['user']}@{e['host']}  {e['action']}" + (f"  ({extra})" if extra else "")
+        )
+    if not trail:
+        print(f"{args.study}: no reads recorded", file=sys.stderr)
+    return 0
 
 
 @_one_line
@@ -138,6 +171,11 @@ def add_parsers(sub: Any) -> None:
         "--findings", type=Path, metavar="FILE", help="a .csv or .json file (not replaced)"
     )
     export.set_defaults(func=cmd_export)
+
+    trail = ssub.add_parser("audit", help="who read the study, when, and what they took out")
+    trail.add_argument("study", type=Path)
+    trail.add_argument("--json", action="store_true", help="as JSON")
+    trail.set_defaults(func=cmd_audit)
 
     rebuild = ssub.add_parser(
         "rebuild", help="recover study.db's index from the archive (the old one is kept)"
