@@ -196,7 +196,7 @@ def jpeg_layout(data: bytes) -> JpegLayout | None:
             scans.append(Scan(ids, 0 if sequential else ss, 63 if sequential else se, approx & 15))
             i += 2 + length
             first_data = first_data or i
-            i = _after_entropy_data(data, i)
+            i = after_entropy_data(data, i)
             continue
         i += 2 + length
     if frame is None or not scans:
@@ -227,7 +227,7 @@ def jpeg_layout(data: bytes) -> JpegLayout | None:
 _MARKER_AFTER_DATA = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
 
 
-def _after_entropy_data(data: bytes, i: int) -> int:
+def after_entropy_data(data: bytes, i: int) -> int:
     """The offset of the first marker after entropy-coded data starting at ``i``."""
     found = _MARKER_AFTER_DATA.search(data, i)
     return found.start() if found else len(data)

@@ -94,14 +94,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     status = 0
     if args.findings is not None:
-        rows, empty = export_findings(args.study, args.findings)
-        audit.record(args.study, "export findings", to=args.findings.resolve(), rows=rows)
+        rows, empty = export_findings(args.study, args.findings, args.deidentify)
+        audit.record(
+            args.study, "export findings", to=args.findings.resolve(), rows=rows,
+            deidentified=args.deidentify,
+        )  # fmt: skip
         print(f"findings: {rows} rows, {empty} frames with none (a row each), in {args.findings}")
     if args.frames is not None:
-        done = export_frames(args.study, args.frames)
+        done = export_frames(args.study, args.frames, args.deidentify)
         audit.record(
-            args.study, "export frames", to=args.frames.resolve(), line=done.line(args.frames)
-        )
+            args.study, "export frames", to=args.frames.resolve(), result=done.line(args.frames),
+            deidentified=args.deidentify,
+        )  # fmt: skip
         print(done.line(args.frames))
         status = 1 if done.kept or done.corrupt else 0
     return status
@@ -169,6 +173,12 @@ def add_parsers(sub: Any) -> None:
     )
     export.add_argument(
         "--findings", type=Path, metavar="FILE", help="a .csv or .json file (not replaced)"
+    )
+    export.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="without what could name the patient, the recorder or the day: frame metadata "
+        "(EXIF, comments, PNG text), recorder session numbers, dates, file origins",
     )
     export.set_defaults(func=cmd_export)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.study.archive import Reader
+from edge.study.deidentify import strip
 from edge.study.errors import CorruptFrameError, StudyError
 from edge.study.readonly import StudyView, open_study
 from edge.study.store import FrameRef, read_frame
@@ -66,7 +67,9 @@ class FramesExported:
         return out
 
 
-def export_frames(study: Path, out: Path) -> FramesExported:
+def export_frames(study: Path, out: Path, deidentify: bool = False) -> FramesExported:
+    """The frames as files; ``deidentify``: without their metadata, sessions renumbered
+    (``edge.study.deidentify``)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -74,9 +77,11 @@ def export_frames(study: Path, out: Path) -> FramesExported:
     done = FramesExported()
     with open_study(study) as view:
         reader = Reader(view.archive_dir)
+        sessions = _session_numbers(view) if deidentify else {}
         try:
             for ref in _refs(view):
-                name = f"{ref.session}-{ref.index}.{EXTENSIONS.get(ref.codec, 'bin')}"
+                session = sessions.get(ref.session, ref.session)
+                name = f"{session}-{ref.index}.{EXTENSIONS.get(ref.codec, 'bin')}"
                 try:
                     data = read_frame(reader, ref)
                 except CorruptFrameError:
@@ -84,10 +89,16 @@ def export_frames(study: Path, out: Path) -> FramesExported:
                     continue
                 except OSError as exc:
                     raise StudyError(f"{study}: frame {ref.session}:{ref.index}: {exc}") from None
-                _write_new(out / name, data, done)
+                _write_new(out / name, strip(data, ref.codec) if deidentify else data, done)
         finally:
             reader.close()
     return done
+
+
+def _session_numbers(view: StudyView) -> dict[int, int]:
+    """Each recorder session as 1, 2, ... in the order the study holds them."""
+    rows = view.db.execute("SELECT DISTINCT session FROM frames ORDER BY session")
+    return {s: n for n, (s,) in enumerate(rows, 1)}
 
 
 def _refs(view: StudyView) -> Iterator[FrameRef]:
@@ -126,8 +137,9 @@ def _write_new(path: Path, data: bytes, done: FramesExported) -> None:
     done.written += 1
 
 
-def export_findings(study: Path, out: Path) -> tuple[int, int]:
-    """Write the findings file; returns (finding rows, frames without findings)."""
+def export_findings(study: Path, out: Path, deidentify: bool = False) -> tuple[int, int]:
+    """Write the findings file; returns (finding rows, frames without findings).
+    ``deidentify``: sessions renumbered, times from the first frame, no origins."""
     kind = out.suffix.lower()
     if kind not in (".csv", ".json"):
         raise StudyError(f"{out}: the findings file must end in .csv or .json")
@@ -137,7 +149,8 @@ def export_findings(study: Path, out: Path) -> tuple[int, int]:
     with open_study(study) as view:
         try:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                found = _write_rows(f, kind, _rows(view))
+                rows = _deidentified(view, _rows(view)) if deidentify else _rows(view)
+                found = _write_rows(f, kind, rows)
             os.replace(tmp, out)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -156,6 +169,17 @@ def _rows(view: StudyView) -> Iterator[dict[str, Any]]:
         "ORDER BY f.session, f.idx, d.rowid"
     ):
         yield dict(zip(FIELDS, row, strict=True))
+
+
+def _deidentified(view: StudyView, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    sessions = _session_numbers(view)
+    (first,) = view.db.execute("SELECT MIN(timestamp_us) FROM frames").fetchone()
+    for row in rows:
+        yield row | {
+            "session": sessions[row["session"]],
+            "timestamp_us": row["timestamp_us"] - (first or 0),
+            "origin": None,
+        }
 
 
 def _write_rows(f: TextIO, kind: str, rows: Iterator[dict[str, Any]]) -> tuple[int, int]:
