@@ -34,11 +34,15 @@ def litert(out: Path) -> None:
         return tf.matmul(x, w)
 
     concrete = [product.get_concrete_function()]
-    (out / "matmul-fp32.tflite").write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(concrete, product).convert())
+    (out / "matmul-fp32.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_concrete_functions(concrete, product).convert()
+    )
     converter = tf.lite.TFLiteConverter.from_concrete_functions(concrete, product)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(1)
-    converter.representative_dataset = lambda: ([rng.uniform(0, 1, (M, K)).astype(np.float32)] for _ in range(4))
+    converter.representative_dataset = lambda: (
+        [rng.uniform(0, 1, (M, K)).astype(np.float32)] for _ in range(4)
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
@@ -53,7 +57,11 @@ def onnx_models(out: Path) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])
     fp32 = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul", [x], [y], [numpy_helper.from_array(w, "w")]
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "matmul",
+        [x],
+        [y],
+        [numpy_helper.from_array(w, "w")],
     )
     opset = [helper.make_opsetid("", 17)]
     onnx.save(helper.make_model(fp32, opset_imports=opset), str(out / "matmul-fp32.onnx"))
