@@ -29,9 +29,10 @@ def litert(out: Path) -> None:
 
     w = tf.constant(_weights())
 
-    @tf.function(input_signature=[tf.TensorSpec([M, K], tf.float32)])
-    def product(x: tf.Tensor) -> tf.Tensor:
+    def matmul(x: tf.Tensor) -> tf.Tensor:
         return tf.matmul(x, w)
+
+    product = tf.function(matmul, input_signature=[tf.TensorSpec([M, K], tf.float32)])
 
     concrete = [product.get_concrete_function()]
     (out / "matmul-fp32.tflite").write_bytes(
