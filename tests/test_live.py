@@ -46,10 +46,10 @@ def test_a_frame_inferred_late_does_not_stop_the_alerts(tmp_path: Path):
     is later though its index is lower. Linking goes on, and the polyp is alerted."""
     sent: list[tuple[int, int, Alert]] = []
     live = LiveReading(tmp_path, LABELS, ["polyp"], lambda *a: sent.append(a), timed=True)
-    live.committed([_outcome(5, received=10.0)])
-    live.committed([_outcome(6, received=8.0)])  # received before 5 was taken again
-    live.committed([_outcome(4, received=9.0)])  # a lower index after a higher: late
-    live.committed([_outcome(7, received=10.5)])
+    # each handed over once the one before is linked, as the writer's commits come
+    for index, received in ((5, 10.0), (6, 8.0), (4, 9.0), (7, 10.5)):
+        live.committed([_outcome(index, received=received)])
+        assert live.settled()
     live.close()
     assert live.counts["refused"] == 0 and live.counts["late"] == 1
     assert [(s, i, a.event, a.frames) for s, i, a in sent] == [(7, 7, 1, 3)]

@@ -145,11 +145,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
     tmp_path: Path, small_disk: Path
 ):
-    # 400 frames of 16 kB: 6.4 MB for a 3 MiB disk.
+    # 400 frames of 16 kB: 6.4 MB for a 3 MiB disk. No reserve: the disk really fills
+    # (as when something else fills it faster than the runtime looks, once a second).
     sim, link = start_simulator(tmp_path, "--count", "400", "--size", "16000")
     study = small_disk / "study"
+    no_reserve = tmp_path / "no-reserve.toml"
+    no_reserve.write_text("[storage]\nreserve_mb = 0\n")
     with watchdog(sim):
-        run = start_runtime(link, study)
+        run = start_runtime(link, study, "--config", str(no_reserve))
         with watchdog(run):
             _, err = run.communicate(timeout=HANG_S)
         assert run.returncode == 1, err[-3000:]

@@ -70,8 +70,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.merge:
         text = tables.merged([_load(p) for p in args.merge])
         print(text)
-        if args.readme:
-            _write_readme(args.readme, text)
+        for readme in args.readme or []:
+            _write_readme(readme, text)
         return 0
 
     cores = os.cpu_count() or 1
@@ -158,8 +158,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"bench: wrote {png}", file=sys.stderr)
         except MissingDependencyError as exc:
             print(f"bench: no plots: {exc}", file=sys.stderr)
-    if args.readme:
-        _write_readme(args.readme, text)
+    for readme in args.readme or []:
+        _write_readme(readme, text)
     print(text)
     print(f"bench: {len(rows)} rows in {doc['elapsed_s']} s", file=sys.stderr)
     return 0
@@ -183,8 +183,9 @@ def add_parsers(sub: Any) -> None:
     b.add_argument(
         "--readme",
         type=Path,
+        action="append",
         help="write the tables into this Markdown file, between its "
-        "<!-- capsule-edge bench --> markers",
+        "<!-- capsule-edge bench --> markers (repeatable)",
     )
     b.add_argument("--model", action="append", help="only this bundled model (repeatable)")
     b.add_argument(

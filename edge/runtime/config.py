@@ -55,8 +55,9 @@ bad value is a one-line error naming the key and the file.
                             # (idle, or a request that never completes)
 
     [storage]               # the study's disk
-    reserve_mb = 256        # stop receiving when free space falls to this (16 at least);
-                            # below it at start: the study does not start
+    reserve_mb = 256        # stop receiving when free space falls to this; below it at
+                            # start the study does not start (0: no reserve, the disk
+                            # may fill: frames then stop being acknowledged)
     fps = 0.0               # for the start-up estimate: the recorder's frames a second
     hours = 12.0            # and the study's length (0 fps: no estimate)
     frame_kb = 0.0          # mean frame size; 0 = measured from the study's frames
@@ -174,7 +175,7 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
         "confirm_frames": Key(int, 3, _between(1, 1000)),
     },
     "storage": {
-        "reserve_mb": Key(int, 256, _between(16, 10_000_000)),
+        "reserve_mb": Key(int, 256, _between(0, 10_000_000)),
         "fps": Key(float, 0.0, _between(0.0, 1000.0)),
         "hours": Key(float, 12.0, _between(0.0, 168.0)),
         "frame_kb": Key(float, 0.0, _between(0.0, 100_000.0)),

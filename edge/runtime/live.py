@@ -64,6 +64,7 @@ class LiveReading:
         self.counts = {"events": 0, "late": 0, "refused": 0, "let_go": 0, "scores_let_go": 0}
         self._queue: deque[Outcome] = deque()
         self._wake = threading.Condition()
+        self._linking = False  # a batch taken from the queue and not yet linked
         self._closing = False
         self._trackers: dict[int, EventTracker] = {}
         self._last: dict[int, tuple[int, float]] = {}  # session -> last index, time linked
@@ -103,20 +104,38 @@ class LiveReading:
                     return
                 batch = sorted(self._queue, key=lambda o: (o.session, o.index))
                 self._queue.clear()
-            for o in batch:
-                if o.status != "done":
-                    continue
-                try:
-                    found = self._take(o)
-                except ValueError as exc:  # a frame the tracker cannot take: passed over
-                    self.counts["refused"] += 1
-                    log.debug("live events: frame %d:%d passed over: %s", o.session, o.index, exc)
-                    continue
-                except Exception:  # a bug: live alerts stop, the study goes on
-                    log.exception("live events stopped; the study goes on (the report links)")
-                    return
-                for event in found:
-                    self._alert(o.session, o.index, event)
+                self._linking = True
+            try:
+                going_on = self._link(batch)
+            finally:
+                with self._wake:
+                    self._linking = False
+                    self._wake.notify_all()
+            if not going_on:
+                return
+
+    def settled(self, timeout: float = 10.0) -> bool:
+        """Wait until everything handed over is linked (or ``timeout``); True if it is."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._queue and not self._linking, timeout)
+
+    def _link(self, batch: list[Outcome]) -> bool:
+        """Link a batch in frame order; False when a bug stops live alerts."""
+        for o in batch:
+            if o.status != "done":
+                continue
+            try:
+                found = self._take(o)
+            except ValueError as exc:  # a frame the tracker cannot take: passed over
+                self.counts["refused"] += 1
+                log.debug("live events: frame %d:%d passed over: %s", o.session, o.index, exc)
+                continue
+            except Exception:  # a bug: live alerts stop, the study goes on
+                log.exception("live events stopped; the study goes on (the report links)")
+                return False
+            for event in found:
+                self._alert(o.session, o.index, event)
+        return True
 
     def _take(self, o: Outcome) -> list[Event]:
         boxes, label, score = [], None, None
