@@ -12,15 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import select
-import socket
 import time
-import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from firmware_bridge.faults import FaultInjector, Faults
 from firmware_bridge.feeds import frame_bytes as frame_bytes  # re-exported for the tests
@@ -34,130 +29,10 @@ from firmware_bridge.protocol import (
 )
 from firmware_bridge.recorder import Outgoing, Policy, Recorder
 from firmware_bridge.stream import LinkError, StreamDecoder
+from firmware_bridge.wires import Wire, WireStalled
 
 HELLO_RETRY_S = 0.2
 HEARTBEAT_S = 0.25
-
-
-class Wire(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def read(self, timeout: float) -> bytes: ...
-    def unplug(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class WireStalled(Exception):
-    """The host has stopped reading: nothing could be written for ``stall_s``."""
-
-
-class PtyWire:
-    """The recorder's end of a pseudo-terminal; the host opens ``path`` as a serial port.
-
-    ``link`` (optional) is a symlink kept pointing at the current pty, so a host can
-    reopen the same name after an unplug, as udev names a USB serial adapter. A pty
-    blocks once its buffer is full; a host that has gone for ``stall_s`` raises
-    WireStalled rather than holding the recorder forever.
-    """
-
-    def __init__(self, link: Path | None = None, stall_s: float = 10.0) -> None:
-        self.link = link
-        self.stall_s = stall_s
-        self._open()
-
-    def _open(self) -> None:
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        tty.setraw(self.master)
-        os.set_blocking(self.master, False)  # a tty write blocks until all of it is taken
-        self.path = os.ttyname(self._slave)
-        if self.link is not None:
-            tmp = self.link.with_name(self.link.name + ".new")
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(self.path)
-            tmp.replace(self.link)
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        progress = time.monotonic()
-        while view:
-            _, ready, _ = select.select([], [self.master], [], 1.0)
-            written = 0
-            if ready:
-                with contextlib.suppress(BlockingIOError):
-                    written = os.write(self.master, view)
-            if written:
-                view = view[written:]
-                progress = time.monotonic()
-            elif time.monotonic() - progress > self.stall_s:
-                raise WireStalled(f"the host has read nothing for {self.stall_s:.1f} s")
-
-    def read(self, timeout: float) -> bytes:
-        ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
-        if not ready:
-            return b""
-        try:
-            return os.read(self.master, 65536)
-        except OSError:  # the host side is not open (yet)
-            return b""
-
-    def unplug(self) -> None:
-        """Pull the cable: this pty disappears and a new one takes its place."""
-        self.close()
-        self._open()
-
-    def close(self) -> None:
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-class SocketWire:
-    """A TCP listener; the host connects with ``socket://host:port``."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self._server = socket.create_server((host, port))
-        self.port = self._server.getsockname()[1]
-        self.path = f"socket://{host}:{self.port}"
-        self._conn: socket.socket | None = None
-
-    def _connection(self, timeout: float) -> socket.socket | None:
-        if self._conn is None:
-            ready, _, _ = select.select([self._server], [], [], timeout)
-            if ready:
-                self._conn, _ = self._server.accept()
-        return self._conn
-
-    def write(self, data: bytes) -> None:
-        conn = self._connection(1.0)
-        if conn is not None:
-            try:
-                conn.sendall(data)
-            except OSError:
-                self._conn = None
-
-    def read(self, timeout: float) -> bytes:
-        conn = self._connection(timeout)
-        if conn is None:
-            return b""
-        ready, _, _ = select.select([conn], [], [], max(0.0, timeout))
-        if not ready:
-            return b""
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            self._conn = None
-        return data
-
-    def unplug(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        self.unplug()
-        self._server.close()
 
 
 @dataclass

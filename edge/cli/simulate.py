@@ -16,7 +16,8 @@ from firmware_bridge.faults import Faults
 from firmware_bridge.feeds import folder_frames, mixed_frames, synthetic_frames
 from firmware_bridge.protocol import UART_MAX_CHUNK, VERSION, VERSIONS
 from firmware_bridge.recorder import Policy
-from firmware_bridge.simulator import Plan, PtyWire, Simulator, SocketWire
+from firmware_bridge.simulator import Plan, Simulator
+from firmware_bridge.wires import PtyWire, SocketWire
 
 
 def _indices(text: str) -> list[int]:

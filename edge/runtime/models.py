@@ -21,6 +21,7 @@ from edge.models.classifier import Classifier
 from edge.models.detector import Detector
 from edge.preprocess import Image
 from edge.runtime.config import BACKEND_SETTINGS, Config
+from edge.runtime.stats import DETECTION_BOXES, DETECTION_FRAMES
 from edge.study.store import Finding
 from edge.types import Classification, Detection, Detections
 
@@ -204,3 +205,24 @@ class Models:
     def close(self) -> None:
         for _, model in self.roles():
             model.close()
+
+
+def model_figures(models: Models, counters: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Each model's output so far, by role: what it is and, for a detector, its frames
+    with a box and its boxes; for the classifier, its top classes."""
+    out: dict[str, dict[str, Any]] = {}
+    for role, model in models.roles():
+        entry: dict[str, Any] = {
+            "name": model.card.name,
+            "labels": list(model.labels),
+            "backend": model.backend.name,
+        }
+        if role == "classifier":
+            entry["top_class"] = {
+                label: counters.get(f"class_{label}", 0) for label in model.labels
+            }
+        else:
+            entry["frames_with_boxes"] = counters.get(DETECTION_FRAMES + role, 0)
+            entry["boxes"] = counters.get(DETECTION_BOXES + role, 0)
+        out[role] = entry
+    return out

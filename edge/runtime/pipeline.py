@@ -39,9 +39,9 @@ from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.disk import DiskWatch
 from edge.runtime.inference import InferenceWorker, decode_frame, result_message
 from edge.runtime.live import LiveReading
-from edge.runtime.models import Models
+from edge.runtime.models import Models, model_figures
 from edge.runtime.sources import FrameSource, SourceFrame
-from edge.runtime.stats import DETECTION_BOXES, DETECTION_FRAMES, Stats
+from edge.runtime.stats import DETECTION_FRAMES, Stats
 from edge.runtime.writer import NewFrame, Outcome, StudyWriter
 from edge.study.archive import Reader
 from edge.study.errors import StorageError
@@ -340,26 +340,10 @@ class Runtime:
     stop_reason: str | None = None  # why receiving stopped early (not an error of the study)
 
     def model_figures(self) -> dict[str, dict[str, Any]]:
-        """Each model's output so far, by role, for ``/stats``: what it is and, for a
-        detector, its frames with a box and its boxes; for the classifier, its top classes."""
+        """Each model's output so far, by role, for ``/stats``."""
         with self.stats.lock:
             counters = dict(self.stats.counters)
-        out: dict[str, dict[str, Any]] = {}
-        for role, model in self.models.roles():
-            entry: dict[str, Any] = {
-                "name": model.card.name,
-                "labels": list(model.labels),
-                "backend": model.backend.name,
-            }
-            if role == "classifier":
-                entry["top_class"] = {
-                    label: counters.get(f"class_{label}", 0) for label in model.labels
-                }
-            else:
-                entry["frames_with_boxes"] = counters.get(DETECTION_FRAMES + role, 0)
-                entry["boxes"] = counters.get(DETECTION_BOXES + role, 0)
-            out[role] = entry
-        return out
+        return model_figures(self.models, counters)
 
     def summary(self) -> dict[str, Any]:
         with self.stats.lock:
