@@ -213,8 +213,12 @@ def _training_summary(run: Path, meta: dict[str, Any]) -> dict[str, Any]:
     given = _read_json(config) if config.is_file() else {}
     arch = given.get("model", "yolov5s")
     flips = ", flipud 0.5" if given.get("fov") else ""
+    start = f"from {given['init']}" if given.get("init") else "from scratch"
+    extra = "" if given.get("augment", "yolov5") == "yolov5" else f", {given['augment']} shifts"
+    hyp = "".join(f", {k} {v}" for k, v in (given.get("hyp") or {}).items())
     summary: dict[str, Any] = {
-        "recipe": f"yolov5 7.0.14 train.py, {arch}.yaml from scratch, hyp.scratch-low{flips}",
+        "recipe": f"yolov5 7.0.14 train.py, {arch}.yaml {start}, hyp.scratch-low{flips}{hyp}"
+        f"{extra}",
         "input_size": meta["input_size"],
     }
     if given:
