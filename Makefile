@@ -61,7 +61,7 @@ bleeding-detector: $(YOLO)/.installed $(DEV)/.installed
 		--init $(BUNDLE)/fp32.onnx --img 224 --epochs 50 --data $(DATA)/wce-bleedgen
 	$(YOLO)/bin/capsule-convert export-detector --name $(BLEEDING) --img 224
 	$(DEV)/bin/capsule-convert -v quantize-detector --run $(BLEEDING_RUN) --name $(BLEEDING) \
-		--data $(DATA)/wce-bleedgen --split $(BLEEDING_RUN)/split.json
+		--data $(DATA)/wce-bleedgen --split $(BLEEDING_RUN)/split.json --calibration 1000
 	mkdir -p $(BLEEDING_BUNDLE)/training
 	cd $(BLEEDING_RUN)/artefacts && cp int8.tflite int8.tflite.card.json int8.xml int8.bin \
 		int8.xml.card.json fp32.onnx fp32.onnx.card.json $(CURDIR)/$(BLEEDING_BUNDLE)/

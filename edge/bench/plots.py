@@ -54,11 +54,17 @@ def write(doc: dict[str, Any], out: Path) -> list[Path]:
     scored = [r for r in rows if "accuracy" in r or "map50" in r]
     if scored:
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        fastest: dict[str, dict[str, Any]] = {}
         for r in scored:
             y = r.get("accuracy", r.get("map50"))
             ax.scatter(r["p50_ms"], y, color=_colour(r), marker="o" if r["threads"] == 1 else "s")
+            key = f"{r['model']} {r['precision']}"
+            if key not in fastest or r["p50_ms"] < fastest[key]["p50_ms"]:
+                fastest[key] = r
+        for key, r in fastest.items():  # one label a model and precision, at its fastest
+            y = r.get("accuracy", r.get("map50"))
             ax.annotate(
-                _label(r), (r["p50_ms"], y), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                key, (r["p50_ms"], y), fontsize=7, xytext=(0, 6), textcoords="offset points"
             )
         ax.set_xscale("log")
         ax.set_xlabel("ms per frame, p50, log scale")

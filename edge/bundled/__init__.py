@@ -22,7 +22,7 @@ PRECISION_PREFERENCE = ("int8", "fp32")
 # frame (the polyp detector marks 24.7 of 100 capsule frames without bleeding).
 PROFILES: dict[str, dict[str, str | None]] = {
     "colon": {"classifier": "edgecnn", "detector": "yolov5s-256"},
-    "capsule": {"classifier": None, "detector": "yolov5n-bleeding-224"},
+    "capsule": {"classifier": None, "detector": "yolov5s-bleeding-224"},
 }
 
 
