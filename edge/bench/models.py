@@ -4,7 +4,8 @@ at 1 thread and at every core, each measured in a process of its own (``edge.ben
 By default each artefact runs on the backend of its own format (LiteRT for .tflite,
 OpenVINO for its IR, ONNX Runtime for .onnx); ``every_backend`` adds OpenVINO running the
 LiteRT and ONNX files too. A backend that is not installed gives a skipped row that says
-what brings it; a row whose process fails is kept with its error, never dropped.
+what brings it, and its artefact runs on one installed that opens it (an fp32 .onnx on
+OpenVINO in the lean install); a row whose process fails is kept with its error.
 """
 
 from __future__ import annotations
@@ -61,14 +62,30 @@ def plan(
     rows = []
     for card in bundled_cards(root):
         validation, _ = find(card, data_root) if accuracy else (None, None)
-        for backend, info in BACKENDS.items():
-            native = card.format == info.formats[0]
-            if not native and not (every_backend and card.format in info.formats):
+        v = validation.to_json() if validation is not None else None
+        chosen = [
+            b
+            for b, info in BACKENDS.items()
+            if card.format == info.formats[0] or (every_backend and card.format in info.formats)
+        ]
+        for backend in list(chosen):
+            if have[backend]:
                 continue
-            why = None if have[backend] else f"{backend} not installed: {info.install}"
-            for n in threads:
-                v = validation.to_json() if validation is not None else None
-                rows.append(Planned(card, backend, n, v, why))
+            # its own backend is not installed: say so, and run it on one that opens it
+            # (OpenVINO reads ONNX and LiteRT files), so each model keeps its fp32 row
+            rows += [
+                Planned(
+                    card, backend, n, v, f"{backend} not installed: {BACKENDS[backend].install}"
+                )
+                for n in threads
+            ]
+            chosen.remove(backend)
+            other = next(
+                (b for b, i in BACKENDS.items() if have[b] and card.format in i.formats), None
+            )
+            if other is not None and other not in chosen:
+                chosen.append(other)
+        rows += [Planned(card, backend, n, v) for backend in chosen for n in threads]
     return rows
 
 
