@@ -147,7 +147,9 @@ def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
 ):
     # 400 frames of 16 kB: 6.4 MB for a 3 MiB disk. No reserve: the disk really fills
     # (as when something else fills it faster than the runtime looks, once a second).
-    sim, link = start_simulator(tmp_path, "--count", "400", "--size", "16000")
+    # The recorder waits for the second runtime while the first drains, is checked and
+    # moved (its drain alone may take drain_s, 10 s): 30 s, not the default 10 s.
+    sim, link = start_simulator(tmp_path, "--count", "400", "--size", "16000", "--linger", "30")
     study = small_disk / "study"
     no_reserve = tmp_path / "no-reserve.toml"
     no_reserve.write_text("[storage]\nreserve_mb = 0\n")
