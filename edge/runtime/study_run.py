@@ -128,7 +128,8 @@ def run_study(
             on_tick=tick,
             recording=recording,
         )
-        runtime.disk = disk.DiskWatch(study.folder, config["storage.reserve_mb"])
+        if config["storage.reserve_mb"]:  # 0: no reserve, nothing watched
+            runtime.disk = disk.DiskWatch(study.folder, config["storage.reserve_mb"])
         live = runtime.live = LiveReading(
             study.archive_dir,
             *models.class_names(),
