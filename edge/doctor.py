@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 import time
 import urllib.parse
 from dataclasses import asdict, dataclass
@@ -144,12 +143,11 @@ def listed_ports() -> list[Check]:
 
 
 def disk(study: str) -> list[Check]:
-    folder = Path(study) if study else Path.cwd()
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    from edge.runtime.disk import existing_parent, free_bytes
+
+    probe = existing_parent(Path(study) if study else Path.cwd())
     try:
-        free = shutil.disk_usage(probe).free / 1e9
+        free = free_bytes(probe) / 1e9
     except OSError as exc:
         return [Check("disk", FAIL, f"{probe}: {exc.strerror}")]
     if not os.access(probe, os.W_OK):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.study.audit import AUDIT_FILE, entries
+from tests import mounts
 from tests.study_runs import cli
 
 
@@ -43,11 +44,7 @@ def test_each_read_is_recorded_with_who_when_and_what(study: Path, tmp_path: Pat
 
 
 def test_a_study_that_cannot_take_the_line_is_read_and_says_so(study: Path, tmp_path: Path) -> None:
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounts.tmpfs(tmp_path / "ro", "16m") as mount:
         copy = mount / "study"
         shutil.copytree(study, copy)
         before = entries(copy)
@@ -56,5 +53,3 @@ def test_a_study_that_cannot_take_the_line_is_read_and_says_so(study: Path, tmp_
         assert done.returncode == 0, done.stderr  # read all the same
         assert "this verify was not audited (Read-only file system)" in done.stderr
         assert entries(copy) == before
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

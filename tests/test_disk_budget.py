@@ -5,7 +5,6 @@ frame stored, byte-identical, and the study closed cleanly."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,23 +13,15 @@ import numpy as np
 import pytest
 
 from edge.runtime.disk import DiskWatch, estimate
+from tests import mounts
 from tests.study_runs import check_content, cli, popen, read_truth, start_simulator, watchdog
 
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 40 MB tmpfs of the test's own (root, as in CI); skipped where mounting is refused."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A 40 MB tmpfs of the test's own."""
+    with mounts.tmpfs(tmp_path / "disk", "40m") as disk:
+        yield disk
 
 
 def _noise_frames(folder: Path, n: int) -> Path:

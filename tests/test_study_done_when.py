@@ -15,12 +15,12 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import mounts
 from tests.study_runs import (
     HANG_S,
     check_content,
@@ -125,21 +125,8 @@ def test_verify_passes_after_a_recorder_reboot_mid_frame(tmp_path: Path):
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs (mounting needs root and CAP_SYS_ADMIN; skipped without them)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount(8) to make a small file system with")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs for a full disk: {done.stderr.strip()}")
-    try:
+    with mounts.tmpfs(tmp_path / "disk", "3m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(

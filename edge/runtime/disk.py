@@ -24,11 +24,15 @@ MB = 1_000_000
 OVERHEAD = 1.03  # the database and record headers beside the frames' bytes, measured ~1 %
 
 
+def existing_parent(folder: Path) -> Path:
+    """``folder``, or its nearest parent that exists (a study not yet created)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def free_bytes(folder: Path) -> int:
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
+    return shutil.disk_usage(existing_parent(folder)).free
 
 
 @dataclass(frozen=True)
