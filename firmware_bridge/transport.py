@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from firmware_bridge.host import HostLink, ReceivedFrame
+from firmware_bridge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
 READ_BUDGET = 1 << 18  # bytes taken in one read() when they are already waiting
+EMPTY_READS_DOWN = 3  # a tty readable this many times in a row with nothing to read is gone
 
 
 class LinkDown(Exception):
@@ -33,7 +36,11 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
     def read(self) -> bytes: ...
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: memoryview) -> int:
+        """As much of ``data`` as the wire takes now, without waiting for a peer that
+        does not read; the bytes taken."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -44,6 +51,8 @@ class SerialTransport:
         self.baudrate = baudrate
         self.read_timeout = read_timeout
         self._port: Any = None
+        self._fd: int | None = None
+        self._empty_reads = 0
 
     def open(self) -> None:
         import serial  # pyserial: part of the edge profile
@@ -59,8 +68,9 @@ class SerialTransport:
             if "lock" in reason.lower():
                 reason = "busy: another program has it open"
             raise LinkDown(f"{self.url}: cannot open ({reason})") from None
+        self._empty_reads = 0
         try:
-            self._fd: int | None = self._port.fileno()
+            self._fd = self._port.fileno()
         except (AttributeError, OSError, serial.SerialException):
             self._fd = None  # loop:// and friends: poll instead
         if self._fd is None:
@@ -78,9 +88,7 @@ class SerialTransport:
                 ready, _, _ = select.select([self._fd], [], [], self.read_timeout)
                 if not ready:
                     return b""
-                data: bytes = self._port.read(READ_SIZE)
-                if not data and self.url.startswith("socket://"):
-                    raise serial.SerialException("connection closed by the peer")
+                data = self._take()
                 # A pty gives about 4 KiB a read: take what else is there already, so a
                 # poll sees whole frames (and their storage shares one fsync).
                 if data:
@@ -92,6 +100,33 @@ class SerialTransport:
             raise LinkDown(f"{self.url}: {exc}") from None
         return data
 
+    def _take(self) -> bytes:
+        """One read of a port that polled readable. A socket that reads nothing is
+        closed. A tty that reads nothing is unplugged, or was woken for nothing (seen
+        once on a pty reopened under load, which pyserial takes for a disconnect): only
+        EMPTY_READS_DOWN such reads in a row say the link is down."""
+        import serial
+
+        if self.url.startswith("socket://"):
+            data: bytes = self._port.read(READ_SIZE)
+            if not data:
+                raise serial.SerialException("connection closed by the peer")
+            return data
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            data = b""
+        if data:
+            self._empty_reads = 0
+            return data
+        self._empty_reads += 1
+        if self._empty_reads >= EMPTY_READS_DOWN:
+            raise serial.SerialException(
+                f"ready to read {self._empty_reads} times but returned no data (unplugged?)"
+            )
+        return b""
+
     def _read_waiting(self, first: bytes) -> bytes:
         """``first`` and whatever is already waiting, up to READ_BUDGET bytes. A failure
         here leaves what was read intact: the next read() meets it again."""
@@ -99,19 +134,32 @@ class SerialTransport:
 
         parts = [first]
         total = len(first)
+        fd = None if self.url.startswith("socket://") else self._fd
         with contextlib.suppress(serial.SerialException, OSError):
-            while total < READ_BUDGET and (more := self._port.read(READ_SIZE)):
+            while total < READ_BUDGET:
+                more = self._port.read(READ_SIZE) if fd is None else os.read(fd, READ_SIZE)
+                if not more:
+                    break
                 parts.append(more)
                 total += len(more)
         return b"".join(parts)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: memoryview) -> int:
         import serial
 
         if self._port is None or not data:
-            return
+            return 0
         try:
-            self._port.write(data)
+            if self._fd is None:  # loop:// and friends never fill
+                self._port.write(bytes(data))
+                return len(data)
+            _, ready, _ = select.select([], [self._fd], [], 0)
+            if not ready:
+                return 0
+            try:
+                return os.write(self._fd, data)
+            except BlockingIOError:
+                return 0
         except (serial.SerialException, OSError) as exc:
             self.close()
             raise LinkDown(f"{self.url}: {exc}") from None
@@ -145,6 +193,7 @@ class Receiver:
         self.connected = False
         self.write_replies = True  # False: replies wait for flush()
         self.reconnects = 0
+        self.outbox = Outbox()
         self._backoff = 0.05
         self._retry_at = 0.0
         self._clock = clock
@@ -157,12 +206,12 @@ class Receiver:
             if data:
                 self.link.receive(data)
             if self.write_replies:
-                self.transport.write(self.link.outgoing())
+                self._send(self.link.outgoing())
+            else:
+                self._send(b"")  # what waits from an earlier flush()
         except LinkDown as exc:
             log.warning("link down: %s", exc)
-            self.connected = False
-            self.link.on_disconnect()
-            self._retry_at = self._clock()
+            self._down()
         frames = []
         while (frame := self.link.take()) is not None:
             frames.append(frame)
@@ -190,10 +239,42 @@ class Receiver:
         """Send whatever the link has queued (ACKs after confirms, RESULTs)."""
         if self.connected:
             try:
-                self.transport.write(self.link.outgoing())
-            except LinkDown:
-                self.connected = False
-                self.link.on_disconnect()
+                self._send(self.link.outgoing())
+            except LinkDown as exc:
+                log.warning("link down: %s", exc)
+                self._down()
 
-    def close(self) -> None:
+    def _send(self, data: bytes) -> None:
+        """Queue ``data`` and send what the wire takes now: a recorder that is not
+        reading fills the outbox (bounded, counted), never stalls the reading."""
+        dropped = self.outbox.dropped_bytes
+        self.outbox.put(data)
+        self.outbox.send(self.transport.write)
+        if self.outbox.dropped_bytes > dropped:
+            if not dropped:
+                log.warning(
+                    "the recorder is not reading replies: %d bytes of them dropped "
+                    "(it sends unacknowledged frames again)",
+                    self.outbox.dropped_bytes,
+                )
+            self.link.counters["tx_bytes_dropped"] = self.outbox.dropped_bytes
+
+    def _down(self) -> None:
+        self.connected = False
+        self.link.on_disconnect()
+        self._retry_at = self._clock()
+        if unsent := self.outbox.clear():
+            self.link.counters["tx_bytes_unsent_link_down"] += unsent
+
+    def close(self, drain_s: float = 1.0) -> None:
+        """Close the transport, having given the replies still waiting up to ``drain_s``
+        to go out (the last ACKs of a study; those unsent are counted, and the recorder
+        sends those frames again to the next host)."""
+        deadline = time.monotonic() + drain_s
+        with contextlib.suppress(LinkDown):
+            while self.connected and self.outbox.queued and time.monotonic() < deadline:
+                if not self.outbox.send(self.transport.write):
+                    time.sleep(0.01)  # the wire is full: the recorder is reading, or not
+        if unsent := self.outbox.clear():
+            self.link.counters["tx_bytes_unsent_at_close"] += unsent
         self.transport.close()

@@ -82,14 +82,19 @@ class UsbTransport:
             self.close()
             raise LinkDown(f"{self.name}: {exc}") from None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: memoryview) -> int:
         import usb.core
 
         if self._out is None or not data:
-            return
+            return 0
         try:
-            self._out.write(data, timeout=1000)
+            # A bulk OUT the device does not take within 50 ms waits in the outbox.
+            return int(self._out.write(data, timeout=50))
+        except usb.core.USBTimeoutError:
+            return 0
         except usb.core.USBError as exc:
+            if exc.errno == errno.ETIMEDOUT:
+                return 0
             self.close()
             raise LinkDown(f"{self.name}: {exc}") from None
 

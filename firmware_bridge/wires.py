@@ -29,13 +29,16 @@ class PtyWire:
 
     ``link`` (optional) is a symlink kept pointing at the current pty, so a host can
     reopen the same name after an unplug, as udev names a USB serial adapter. A pty
-    blocks once its buffer is full; a host that has gone for ``stall_s`` raises
-    WireStalled rather than holding the recorder forever.
+    blocks once its buffer is full (about 20 KiB); a host that has gone for ``stall_s``
+    raises WireStalled rather than holding the recorder forever. While a write waits,
+    the host's replies are still taken in (as a UART's receive interrupt would), so a
+    host that is itself waiting to write is never deadlocked against it.
     """
 
     def __init__(self, link: Path | None = None, stall_s: float = 10.0) -> None:
         self.link = link
         self.stall_s = stall_s
+        self._inbox = bytearray()  # replies taken in while a write waited
         self._open()
 
     def _open(self) -> None:
@@ -54,7 +57,12 @@ class PtyWire:
         view = memoryview(data)
         progress = time.monotonic()
         while view:
-            _, ready, _ = select.select([], [self.master], [], 1.0)
+            readable, ready, _ = select.select([self.master], [self.master], [], 1.0)
+            if readable:
+                if got := self._read_now():
+                    self._inbox += got
+                elif not ready:  # no host on the other side (a hang-up reads as readable)
+                    _, ready, _ = select.select([], [self.master], [], 1.0)
             written = 0
             if ready:
                 with contextlib.suppress(BlockingIOError):
@@ -66,9 +74,13 @@ class PtyWire:
                 raise WireStalled(f"the host has read nothing for {self.stall_s:.1f} s")
 
     def read(self, timeout: float) -> bytes:
+        if self._inbox:
+            taken, self._inbox = bytes(self._inbox), bytearray()
+            return taken
         ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
-        if not ready:
-            return b""
+        return self._read_now() if ready else b""
+
+    def _read_now(self) -> bytes:
         try:
             return os.read(self.master, 65536)
         except OSError:  # the host side is not open (yet)

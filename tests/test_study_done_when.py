@@ -41,7 +41,11 @@ AFTER_LAST = "left by a stop before its commit"  # what verify says of a kill's 
 
 def test_verify_passes_after_ten_sigkills_during_a_2000_frame_link_study(tmp_path: Path):
     frames = write_frames(tmp_path / "frames")
-    sim, link = start_simulator(tmp_path, "--count", "2000", "--frames", frames, "--loop")
+    # Between kills the recorder hears nothing while verify runs and the next runtime
+    # loads its model: 30 s, not 10 s, on a loaded 2-core machine.
+    sim, link = start_simulator(
+        tmp_path, "--count", "2000", "--frames", frames, "--loop", "--linger", "30"
+    )
     study = tmp_path / "study"
     rng = random.Random(12)
     killed_while_streaming = 0
