@@ -17,7 +17,7 @@ BLEEDING_RUN := $(HOME)/.cache/capsule-edge/detector/runs/$(BLEEDING)
 BLEEDING_BUNDLE := edge/bundled/detector/$(BLEEDING)
 
 .PHONY: demo test test-quick lint typecheck unit clean detector-env detector detector-hospital \
-	bleeding-detector
+	bleeding-detector bundle arm64-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,15 +81,24 @@ bleeding-detector: $(YOLO)/.installed $(DEV)/.installed
 	cp $(BLEEDING_RUN)/split.json $(BLEEDING_BUNDLE)/
 	cp $(BLEEDING_RUN)/results.csv $(BLEEDING_RUN)/opt.yaml $(BLEEDING_BUNDLE)/training/
 
+# The offline installer for a board: TARGET = pi-bookworm | jetpack6 | x86-64 (dist/).
+TARGET ?= pi-bookworm
+bundle: $(VENV)/.installed
+	$(VENV)/bin/python -m deploy.bundle --target $(TARGET) --out dist
+
+# The Pi bundle installed and run in an emulated arm64 root (root; minutes; not in test).
+arm64-check: $(VENV)/.installed
+	PYTHON=$(VENV)/bin/python DATA=$(DATA) sh deploy/arm64_check.sh
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/capsule-edge demo
 
 lint: $(DEV)/.installed
-	$(DEV)/bin/ruff check edge convert firmware_bridge tests benchmarks
-	$(DEV)/bin/ruff format --check edge convert firmware_bridge tests benchmarks
+	$(DEV)/bin/ruff check edge convert firmware_bridge tests benchmarks deploy
+	$(DEV)/bin/ruff format --check edge convert firmware_bridge tests benchmarks deploy
 
 typecheck: $(DEV)/.installed
-	$(DEV)/bin/mypy edge convert firmware_bridge benchmarks
+	$(DEV)/bin/mypy edge convert firmware_bridge benchmarks deploy
 
 unit: $(DEV)/.installed $(VENV)/.installed
 	$(DEV)/bin/python -m pytest

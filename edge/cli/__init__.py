@@ -27,11 +27,21 @@ from edge.cli import (
 from edge.errors import CapsuleEdgeError
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("capsule-edge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capsule-edge", description="capsule-edge: the on-device runtime's command line."
     )
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"capsule-edge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("eval", help="measure a model on labelled data")
@@ -66,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        from edge.study import sealing
+
+        sealing.use_key(getattr(args, "key", None))  # --key FILE, else $CAPSULE_EDGE_STUDY_KEY
         return int(args.func(args))
     except BrokenPipeError:  # e.g. piped into head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

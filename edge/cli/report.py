@@ -48,6 +48,9 @@ def add_parsers(sub: Any) -> None:
         "reading, not a diagnosis)",
     )
     r.add_argument("study", type=Path, help="the study folder")
+    r.add_argument(
+        "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
+    )
     r.add_argument("--out", type=Path, help="folder for report.html (default: the study folder)")
     r.add_argument("--json", type=Path, help="write the report's JSON twin here ('-': stdout)")
     r.add_argument(

@@ -136,6 +136,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 @_one_line
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edge.study import sealing
+
+    ident = sealing.new_key_file(args.file)
+    print(
+        f'key {ident} in {args.file}: studies run with [storage] key_file = "{args.file}" '
+        "are encrypted with it; without it their frames cannot be read, so keep a copy safe"
+    )
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from edge.study.rebuild import rebuild
 
@@ -169,6 +180,9 @@ def add_parsers(sub: Any) -> None:
     export = ssub.add_parser("export", help="frames as files, findings as CSV or JSON")
     export.add_argument("study", type=Path)
     export.add_argument(
+        "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
+    )
+    export.add_argument(
         "--frames", type=Path, metavar="DIR", help="write <session>-<index>.<ext> files here"
     )
     export.add_argument(
@@ -186,6 +200,12 @@ def add_parsers(sub: Any) -> None:
     trail.add_argument("study", type=Path)
     trail.add_argument("--json", action="store_true", help="as JSON")
     trail.set_defaults(func=cmd_audit)
+
+    keygen = ssub.add_parser(
+        "keygen", help="a new key for encrypted studies ([storage] key_file; keep it elsewhere)"
+    )
+    keygen.add_argument("file", type=Path, help="written owner-only; never overwritten")
+    keygen.set_defaults(func=cmd_keygen)
 
     rebuild = ssub.add_parser(
         "rebuild", help="recover study.db's index from the archive (the old one is kept)"

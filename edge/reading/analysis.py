@@ -119,6 +119,7 @@ def read_study(folder: Path, settings: ReadingSettings | None = None) -> Reading
     ):
         raise BadInputError(f"--mm-per-px {settings.mm_per_px}: a size above 0")
     data = load(folder)
+    Reader(folder / "archive").check_key()  # an encrypted study without its key: one line
     times, note = _times(data, settings.fps)
     timeline = None
     if data.frames and len(data.labels) and not np.isnan(data.scores).all():

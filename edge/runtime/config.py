@@ -61,6 +61,9 @@ bad value is a one-line error naming the key and the file.
     fps = 0.0               # for the start-up estimate: the recorder's frames a second
     hours = 12.0            # and the study's length (0 fps: no estimate)
     frame_kb = 0.0          # mean frame size; 0 = measured from the study's frames
+    key_file = ""           # a new study's frames encrypted with this key (AES-256-GCM;
+                            # `capsule-edge study keygen FILE`; or $CAPSULE_EDGE_STUDY_KEY);
+                            # never inside the study
 
     [output]
     jsonl = false           # findings as JSON lines on stdout
@@ -179,6 +182,7 @@ SCHEMA: dict[str, dict[str, Key] | Key] = {
         "fps": Key(float, 0.0, _between(0.0, 1000.0)),
         "hours": Key(float, 12.0, _between(0.0, 168.0)),
         "frame_kb": Key(float, 0.0, _between(0.0, 100_000.0)),
+        "key_file": Key(str, ""),
     },
     "output": {"jsonl": Key(bool, False)},
 }

@@ -23,6 +23,7 @@ from edge.runtime.notify import Notifier, Watchdog, watchdog_interval
 from edge.runtime.pipeline import Runtime
 from edge.runtime.sources import LOCAL_SESSION, FrameSource, LinkSource, open_source
 from edge.runtime.status_line import StatusLine
+from edge.study import sealing
 from edge.study.errors import StudyError
 from edge.study.store import Study
 from firmware_bridge.transport import LinkDown
@@ -84,6 +85,8 @@ def run_study(
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)
         try:
+            if config["storage.key_file"]:
+                sealing.use_key(Path(config["storage.key_file"]))
             study = Study(folder)
         except StudyError as exc:
             raise BadInputError(str(exc)) from None

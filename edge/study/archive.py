@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 import crc32c
 
+from edge.study import sealing
+
 MAGIC = b"CEF2"
 LEGACY_MAGIC = b"CEF1"
 HEADER = struct.Struct("<4sIIQIHHHHII")
@@ -157,12 +159,32 @@ class Appender:
         self.file.close()
 
 
-class Reader:
-    """Reads frame bytes by (segment, offset, length); one open file per segment."""
+_UNRESOLVED = object()
 
-    def __init__(self, folder: Path) -> None:
+
+class Reader:
+    """Reads frame bytes by (segment, offset, length); one open file per segment. The
+    bytes a sealed study stores are opened by ``opened`` with the process's key (looked
+    up on first need: ``study verify`` reads sealed bytes without one)."""
+
+    def __init__(self, folder: Path, sealer: object = _UNRESOLVED) -> None:
         self.folder = folder
         self._fds: dict[int, int] = {}
+        self._sealer = sealer
+
+    def check_key(self) -> None:
+        """A one-line StudyKeyError now if the study is sealed and the key is missing or
+        another study's (before a reader writes anything of its own)."""
+        if self._sealer is _UNRESOLVED:
+            self._sealer = sealing.sealer_for(self.folder.parent)
+
+    def opened(self, stored: bytes, session: int, index: int) -> bytes:
+        """A frame's bytes as received, from its stored bytes."""
+        self.check_key()
+        if self._sealer is None:
+            return stored
+        assert isinstance(self._sealer, sealing.Sealer)
+        return self._sealer.open(stored, session, index)
 
     def read(self, segment: int, offset: int, length: int) -> bytes:
         fd = self._fds.get(segment)

@@ -70,13 +70,14 @@ class FramesExported:
 def export_frames(study: Path, out: Path, deidentify: bool = False) -> FramesExported:
     """The frames as files; ``deidentify``: without their metadata, sessions renumbered
     (``edge.study.deidentify``)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StudyError(f"{out}: cannot create the folder ({exc.strerror})") from None
     done = FramesExported()
     with open_study(study) as view:
         reader = Reader(view.archive_dir)
+        reader.check_key()  # an encrypted study without its key: one line, nothing written
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudyError(f"{out}: cannot create the folder ({exc.strerror})") from None
         sessions = _session_numbers(view) if deidentify else {}
         try:
             for ref in _refs(view):

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.study import archive, opening, schema
+from edge.study import archive, opening, schema, sealing
 from edge.study.archive import Appender, Reader, Record
 from edge.study.errors import CorruptFrameError, StorageError, StudyError
 from edge.study.lock import StudyLock
@@ -72,14 +72,15 @@ class Finding:
 
 
 def read_frame(reader: Reader, ref: FrameRef) -> bytes:
-    """A stored frame's bytes, checked against the CRC taken when it arrived."""
+    """A stored frame's bytes as received, checked against the CRC taken when it was
+    stored (and, in a sealed study, opened with its key)."""
     data = reader.read(ref.segment, ref.offset, ref.length)
     if ref.crc is not None and archive.crc(data) != ref.crc:
         raise CorruptFrameError(
             f"frame {ref.session}:{ref.index}: its bytes in archive/{ref.segment:06d}.bin "
             f"at {ref.offset} no longer match its CRC-32C"
         )
-    return data
+    return reader.opened(data, ref.session, ref.index)
 
 
 PRIVATE_DIR = 0o700  # a new study's folders; its files are PRIVATE_FILE (edge.study.archive)
@@ -101,7 +102,9 @@ class Study:
         try:
             self.db = opening.open_database(folder)
             self._db_id = _identity(self.db_path)
-            self.reader = Reader(self.archive_dir)
+            held = self.db.execute("SELECT 1 FROM frames LIMIT 1").fetchone() is not None
+            self.sealer = sealing.sealer_for_writing(folder, held)
+            self.reader = Reader(self.archive_dir, self.sealer)
             self.migrations = schema.migrate(self.db, self._crc_of)
             self._appender = Appender(
                 self.archive_dir, opening.cut_uncommitted_tail(folder, self.db, self.reader)
@@ -148,13 +151,14 @@ class Study:
         """Queue a frame for the next ``commit``; None if the study already has it."""
         if self.has(session, index):
             return None
-        crc = archive.crc(data)
-        record = Record(session, index, timestamp_us, len(data), codec, width, height, crc, origin)
-        segment, offset = self._appender.append(record, data)
-        row = (session, index, segment, offset, len(data), codec, timestamp_us, width, height)
+        stored = data if self.sealer is None else self.sealer.seal(data, session, index)
+        crc, size = archive.crc(stored), len(stored)
+        record = Record(session, index, timestamp_us, size, codec, width, height, crc, origin)
+        segment, offset = self._appender.append(record, stored)
+        row = (session, index, segment, offset, size, codec, timestamp_us, width, height)
         self._pending.append((*row, received_us, crc, origin))
         self._pending_keys.add((session, index))
-        return FrameRef(session, index, segment, offset, len(data), codec, width, height, crc)
+        return FrameRef(session, index, segment, offset, size, codec, width, height, crc)
 
     def settle(self, session: int, index: int, outcome: str, reason: str | None) -> None:
         """Queue a ledger outcome for the next ``commit`` (the first one recorded stays)."""
@@ -272,6 +276,8 @@ class Study:
             "ORDER BY idx",
             (session,),
         ):
+            if self.sealer is not None:  # the CRC kept is the sealed bytes'
+                crc = archive.crc(self.read(session, int(index)).data)
             out[origin] = (int(index), int(crc))
         return out
 

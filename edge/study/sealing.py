@@ -1,0 +1,194 @@
+"""Frames encrypted at rest: each archive record's bytes sealed with AES-256-GCM.
+
+A study made with a key holds ``STUDY/sealed.json`` (the cipher, a random salt and the
+key's id, never the key) and seals every frame it stores as
+
+    nonce (12 random bytes) | AES-256-GCM(frame bytes) | tag (16 bytes)
+
+under a key derived for this study alone (HKDF-SHA256 of the site key and the salt), with
+the frame's session and index as associated data, so that a record moved to another
+place, or into another study, does not open. The record's CRC-32C is that of the sealed
+bytes: ``study verify`` proves an encrypted study whole without its key; reading a frame
+(export, report, the runtime's own inference) needs it.
+
+The key is 32 random bytes as 64 hex digits, in a file (``[storage] key_file``, ``--key``)
+or in ``CAPSULE_EDGE_STUDY_KEY``; ``capsule-edge study keygen FILE`` makes one. It is never
+kept beside the study: a key file inside the study folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.study.errors import CorruptFrameError, StudyError
+
+MARKER = "sealed.json"
+ENV = "CAPSULE_EDGE_STUDY_KEY"
+CIPHER = "AES-256-GCM"
+NONCE = 12
+TAG = 16
+OVERHEAD = NONCE + TAG
+_AAD = struct.Struct("<II")  # session, index
+
+_key: bytes | None = None  # the process's key, once given (``use_key``)
+_key_from = ""
+
+
+class StudyKeyError(StudyError):
+    """A key missing, malformed, or not this study's: one line, nothing read or written."""
+
+
+def key_id(key: bytes) -> str:
+    return hmac.new(key, b"capsule-edge study key", hashlib.sha256).hexdigest()[:16]
+
+
+def parse_key(text: str, where: str) -> bytes:
+    digits = text.strip()
+    try:
+        key = bytes.fromhex(digits)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise StudyKeyError(
+            f"{where}: a study key is 64 hex digits (capsule-edge study keygen FILE)"
+        )
+    return key
+
+
+def use_key(key_file: Path | None = None) -> bool:
+    """Take the process's key from ``key_file``, else from $CAPSULE_EDGE_STUDY_KEY (if
+    set); whether there is one."""
+    global _key, _key_from
+    if key_file is not None:
+        try:
+            text = key_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not a key file"
+            raise StudyKeyError(f"{key_file}: cannot read the study key ({reason})") from None
+        _key, _key_from = parse_key(text, str(key_file)), str(key_file.resolve())
+    elif os.environ.get(ENV):
+        _key, _key_from = parse_key(os.environ[ENV], f"${ENV}"), ""
+    return _key is not None
+
+
+def forget_key() -> None:
+    global _key, _key_from
+    _key, _key_from = None, ""
+
+
+def has_key() -> bool:
+    return _key is not None
+
+
+def new_key_file(path: Path) -> str:
+    """A new random key in ``path`` (owner-only; an existing file is never replaced);
+    its id."""
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise StudyKeyError(f"{path}: exists already; a key is never overwritten") from None
+    except OSError as exc:
+        raise StudyKeyError(f"{path}: cannot write the key ({exc.strerror})") from None
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.hex() + "\n")
+    return key_id(key)
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """Seals and opens the frames of one study."""
+
+    aead: Any  # cryptography's AESGCM, imported only for a sealed study
+
+    def seal(self, data: bytes, session: int, index: int) -> bytes:
+        nonce = secrets.token_bytes(NONCE)
+        sealed: bytes = self.aead.encrypt(nonce, data, _AAD.pack(session, index))
+        return nonce + sealed
+
+    def open(self, blob: bytes, session: int, index: int) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            data: bytes = self.aead.decrypt(blob[:NONCE], blob[NONCE:], _AAD.pack(session, index))
+        except InvalidTag:
+            raise CorruptFrameError(
+                f"frame {session}:{index}: its sealed bytes do not open (changed, or moved)"
+            ) from None
+        return data
+
+
+def is_sealed(folder: Path) -> bool:
+    return (folder / MARKER).exists()
+
+
+def _derive(key: bytes, salt: bytes) -> Sealer:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    hkdf = HKDF(hashes.SHA256(), length=32, salt=salt, info=b"capsule-edge archive v1")
+    return Sealer(AESGCM(hkdf.derive(key)))
+
+
+def _marker(folder: Path) -> dict[str, str]:
+    try:
+        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        if doc["cipher"] != CIPHER:
+            raise StudyKeyError(f"{folder}: sealed with {doc['cipher']}, which this version lacks")
+        return {"salt": str(doc["salt"]), "key_id": str(doc["key_id"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StudyKeyError(
+            f"{folder / MARKER}: unreadable; the study's frames cannot be opened"
+        ) from None
+
+
+def sealer_for(folder: Path) -> Sealer | None:
+    """The study's sealer; None for a study made without a key. A sealed study without
+    the process's key, or with another key, is a one-line StudyKeyError."""
+    if not is_sealed(folder):
+        return None
+    doc = _marker(folder)
+    if _key is None:
+        raise StudyKeyError(
+            f"{folder}: its frames are encrypted; give its key (--key FILE, or ${ENV})"
+        )
+    if key_id(_key) != doc["key_id"]:
+        raise StudyKeyError(
+            f"{folder}: the key given is not this study's "
+            f"(key id {key_id(_key)}, the study's {doc['key_id']})"
+        )
+    return _derive(_key, bytes.fromhex(doc["salt"]))
+
+
+def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
+    """As ``sealer_for``, and a new study with a key is sealed from its first frame. A
+    study that already holds plain frames is never sealed halfway."""
+    if is_sealed(folder) or _key is None:
+        return sealer_for(folder)
+    if _key_from and Path(_key_from).is_relative_to(folder.resolve()):
+        raise StudyKeyError(f"{_key_from}: the key is inside the study it locks; keep it elsewhere")
+    if has_frames:
+        raise StudyKeyError(f"{folder}: made without a key; its frames stay as they are (no key)")
+    doc = {"cipher": CIPHER, "salt": secrets.token_hex(16), "key_id": key_id(_key)}
+    tmp = folder / (MARKER + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / MARKER)
+    dirfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+    return _derive(_key, bytes.fromhex(doc["salt"]))

@@ -1,0 +1,154 @@
+"""Patient data at rest: a study run with a key holds no frame in the clear, reads back
+byte-identical with its key, and without it (or with another) fails in one line having
+written nothing. The runtime, `study export`, `report` and `study verify` are the real
+commands; the archive is searched byte by byte."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge.study import sealing
+from edge.study.errors import CorruptFrameError
+from edge.study.store import Study
+from tests.study_runs import CLASSIFIER_ONLY, cli, write_frames
+
+pytestmark = pytest.mark.skipif(
+    pytest.importorskip("cryptography") is None, reason="cryptography is not installed"
+)
+
+
+def _keygen(path: Path) -> Path:
+    done = cli("study", "keygen", path)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def _run(frames: Path, study: Path, key: Path, tmp: Path) -> None:
+    config = tmp / f"{key.stem}.toml"
+    config.write_text(f'[storage]\nkey_file = "{key}"\nreserve_mb = 0\n')
+    done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
+               *CLASSIFIER_ONLY)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def _count(study: Path) -> int:
+    db = sqlite3.connect(f"file:{study / 'study.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _archive(study: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((study / "archive").glob("*.bin")))
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    tmp = tmp_path_factory.mktemp("sealed")
+    frames = write_frames(tmp / "frames", 30)
+    key = _keygen(tmp / "site.key")
+    study = tmp / "study"
+    _run(frames, study, key, tmp)
+    return study, frames, key
+
+
+@pytest.mark.slow
+def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp_path: Path):
+    study, frames, key = sealed
+    archive = _archive(study)
+    originals = {p.name: p.read_bytes() for p in frames.iterdir()}
+    assert _count(study) == len(originals)
+    for data in originals.values():
+        assert data[100:164] not in archive  # not a stretch of any frame
+    assert key.read_text().strip() not in (study / "sealed.json").read_text()
+    # Its key opens it: the frames as they came.
+    out = tmp_path / "out"
+    done = cli("study", "export", study, "--frames", out, "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(originals.values())
+    # Verify proves it whole without the key (it checks the sealed bytes' CRC).
+    done = cli("study", "verify", study)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_another_key_or_none_fails_in_one_line_and_writes_nothing(sealed, tmp_path: Path):
+    study, frames, _ = sealed
+    other = _keygen(tmp_path / "other.key")
+    before = _archive(study)
+    for args, said in [
+        (["--key", other], "the key given is not this study's"),
+        ([], "its frames are encrypted; give its key"),
+    ]:
+        out = tmp_path / "out"
+        done = cli("study", "export", study, "--frames", out, *args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and said in lines[0], done.stderr
+        assert not out.exists()
+        done = cli("report", study, "--out", tmp_path / "report", *args)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert not (tmp_path / "report" / "report.html").exists()
+    # Nor does a runtime with another key add to it.
+    config = tmp_path / "other.toml"
+    config.write_text(f'[storage]\nkey_file = "{other}"\nreserve_mb = 0\n')
+    done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
+               *CLASSIFIER_ONLY)  # fmt: skip
+    assert done.returncode == 2 and "not this study's" in done.stderr.strip().splitlines()[-1]
+    assert _archive(study) == before
+
+
+@pytest.mark.slow
+def test_a_recording_resumed_with_its_key_stores_nothing_twice(sealed, tmp_path: Path):
+    study, frames, key = sealed
+    copy = tmp_path / "study"
+    import shutil
+
+    shutil.copytree(study, copy)
+    _run(frames, copy, key, tmp_path)  # the same folder again: every file is held
+    assert _count(copy) == _count(study)
+
+
+def test_a_sealed_frame_opens_only_where_it_was_stored(tmp_path: Path):
+    sealing.use_key(_keygen(tmp_path / "k"))
+    try:
+        with Study(tmp_path / "s") as study:
+            assert study.sealer is not None
+            blob = study.sealer.seal(b"frame five", 1, 5)
+            assert study.sealer.open(blob, 1, 5) == b"frame five"
+            with pytest.raises(CorruptFrameError, match="do not open"):
+                study.sealer.open(blob, 1, 6)  # moved onto another frame's place
+    finally:
+        sealing.forget_key()
+
+
+def test_a_key_is_never_kept_in_the_study_nor_laid_on_a_plain_one(tmp_path: Path):
+    study = tmp_path / "s"
+    study.mkdir()
+    try:
+        sealing.use_key(_keygen(study / "inside.key"))
+        with pytest.raises(sealing.StudyKeyError, match="inside the study it locks"):
+            Study(study)
+        sealing.forget_key()
+        with Study(tmp_path / "plain") as plain:  # made without a key, holding a frame
+            plain.add(0, 0, b"x", 1, 0)
+        sealing.use_key(_keygen(tmp_path / "k"))
+        with pytest.raises(sealing.StudyKeyError, match="made without a key"):
+            Study(tmp_path / "plain")
+    finally:
+        sealing.forget_key()
+
+
+def test_keys_are_never_overwritten_and_bad_ones_are_named(tmp_path: Path):
+    key = _keygen(tmp_path / "k")
+    first = key.read_text()
+    done = cli("study", "keygen", key)
+    assert done.returncode == 2 and "never overwritten" in done.stderr
+    assert key.read_text() == first and key.stat().st_mode & 0o777 == 0o600
+    bad = tmp_path / "bad.key"
+    bad.write_text("not hex\n")
+    done = cli("study", "export", tmp_path, "--frames", tmp_path / "o", "--key", bad)
+    assert done.returncode == 2 and "a study key is 64 hex digits" in done.stderr
