@@ -1,18 +1,27 @@
-"""Soak: the runtime against the recorder simulator on a pty for minutes at a live frame
-rate, sampling the runtime's memory (RSS) and open files from /proc.
+"""Soak: the runtime against the recorder simulator on a pty for minutes or hours at a
+live frame rate, sampling the runtime's memory (RSS), open files and threads from /proc.
 
-    python -m benchmarks.soak --minutes 10 --fps 30 [--frames DIR ...] [--out DIR]
+    python -m benchmarks.soak --minutes 240 --fps 35 [--frames DIR ...] [--out DIR]
+        [--clock-jump-at 30 --clock-jump-s -3600]
 
-Prints one line per sample and a verdict: growth of RSS and of open files from the end
-of the first minute (warm-up: models, caches, SQLite pages) to the end. Linux only.
+Prints one line per sample and a verdict: growth of RSS, open files and threads from the
+end of the first minute (warm-up: models, caches, SQLite pages) to the end; every frame
+sent stored and inferred, none skipped; the study's size against the runtime's own
+estimate for it (edge.runtime.disk). ``--clock-jump-at`` sets the runtime's wall clock
+back (or forward) that many minutes in, through libfaketime (Debian's ``faketime``; the
+monotonic clock is left alone, as a real jump leaves it), and reports the latency and the
+order of the frames' recorder timestamps across it. Linux only.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +33,9 @@ from edge.cli.simulate import spawn_simulator
 REPO = Path(__file__).resolve().parents[1]
 RSS_BOUND_MB = 20.0  # allowed growth after warm-up
 FILES_BOUND = 2  # allowed growth of open file descriptors after warm-up
+THREADS_BOUND = 0  # allowed growth of threads after warm-up
+DISK_BOUND = 0.05  # the study's size within 5 % of the start-up estimate
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
 def _rss_mb(pid: int) -> float:
@@ -37,6 +49,45 @@ def _open_files(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Threads for {pid}")
+
+
+def _faketime() -> Path:
+    """libfaketime for this machine's architecture (Debian: apt install faketime)."""
+    import platform
+
+    arch = f"{platform.machine()}-linux-gnu"
+    found = Path(str(FAKETIME).replace("x86_64-linux-gnu", arch))
+    if not found.exists():
+        raise SystemExit(f"soak: --clock-jump-at needs libfaketime ({found}): apt install faketime")
+    return found
+
+
+def _order(db_path: Path) -> dict[str, int]:
+    """Steps back in the frames' recorder timestamps and in their wall-clock arrival
+    times, in index order."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT timestamp_us, received_us FROM frames ORDER BY session, idx"
+        ).fetchall()
+    finally:
+        db.close()
+    back = {"recorder_timestamp_steps_back": 0, "arrival_time_steps_back": 0}
+    for (t0, r0), (t1, r1) in itertools.pairwise(rows):
+        back["recorder_timestamp_steps_back"] += t1 < t0
+        back["arrival_time_steps_back"] += r1 < r0
+    return back
+
+
+def _study_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0)
@@ -45,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="the environment to run in")
     p.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     p.add_argument("--out", type=Path, help="keep the study here (default: a temporary folder)")
+    p.add_argument("--clock-jump-at", type=float, help="minutes in: set the wall clock off")
+    p.add_argument("--clock-jump-s", type=float, default=-3600.0, help="by this (default -1 h)")
     p.add_argument("runtime_args", nargs="*", help="extra arguments for capsule-edge run")
     args = p.parse_args(argv)
 
@@ -59,35 +112,78 @@ def main(argv: list[str] | None = None) -> int:
         cwd=REPO,
         stderr=subprocess.DEVNULL,
     )
+    env = dict(os.environ)
+    jump_file = out / "faketime"
+    if args.clock_jump_at is not None:
+        jump_file.write_text("+0\n")
+        env |= {
+            "LD_PRELOAD": str(_faketime()),
+            "FAKETIME_TIMESTAMP_FILE": str(jump_file),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+    study = out / "study"
+    hours = count / args.fps / 3600
+    config = out / "soak.toml"
+    config.write_text(f"[storage]\nfps = {args.fps}\nhours = {hours:.6f}\n")
     run = subprocess.Popen(
         [
             *(args.python, "-m", "edge.cli", "run", "--source", f"serial://{link}"),
-            *("--study", str(out / "study"), "--no-http", "-q", *args.runtime_args),
+            *("--study", str(study), "--config", str(config), "--no-http", "-q"),
+            *args.runtime_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        env=env,
     )
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, int]] = []
     start = time.monotonic()
+    jumped_at = None
     while sim.poll() is None and run.poll() is None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             sim.wait(timeout=args.every)
+        t = time.monotonic() - start
+        if args.clock_jump_at is not None and jumped_at is None and t >= args.clock_jump_at * 60:
+            jump_file.write_text(f"{args.clock_jump_s:+.0f}\n")  # read at the next clock call
+            jumped_at = round(t)
+            print(f"{t:7.0f} s  the wall clock set {args.clock_jump_s:+.0f} s", flush=True)
         if run.poll() is None:
-            t = time.monotonic() - start
-            samples.append((t, _rss_mb(run.pid), _open_files(run.pid)))
+            samples.append((t, _rss_mb(run.pid), _open_files(run.pid), _threads(run.pid)))
+            _, rss, files, threads = samples[-1]
             print(
-                f"{t:7.0f} s  RSS {samples[-1][1]:7.1f} MB  open files {samples[-1][2]}", flush=True
+                f"{t:7.0f} s  RSS {rss:7.1f} MB  open files {files}  threads {threads}", flush=True
             )
     run.send_signal(signal.SIGINT)
     _, err = run.communicate()
     at = err.find("\n{")
     summary = json.JSONDecoder().raw_decode(err[at + 1 :])[0] if at >= 0 else {}
     warm = [s for s in samples if s[0] >= 60] or samples
-    rss_growth = warm[-1][1] - warm[0][1]
-    files_growth = warm[-1][2] - warm[0][2]
-    ok = rss_growth <= RSS_BOUND_MB and files_growth <= FILES_BOUND and run.returncode == 0
+    growth = {
+        "rss_growth_mb": round(warm[-1][1] - warm[0][1], 1),
+        "open_files_growth": warm[-1][2] - warm[0][2],
+        "threads_growth": warm[-1][3] - warm[0][3],
+    }
+    from edge.runtime import disk
+
+    estimate = disk.estimate(args.fps, hours, 0.0, study / "study.db")
+    used = _study_bytes(study)
+    disk_error = used / estimate.need_bytes - 1 if estimate else None
+    whole = (
+        summary.get("frames_stored") == count
+        and summary.get("frames_inferred") == count
+        and summary.get("frames_skipped") == 0
+    )
+    ok = (
+        run.returncode == 0
+        and whole
+        and growth["rss_growth_mb"] <= RSS_BOUND_MB
+        and growth["open_files_growth"] <= FILES_BOUND
+        and growth["threads_growth"] <= THREADS_BOUND
+        and disk_error is not None
+        and abs(disk_error) <= DISK_BOUND
+    )
     print(
         json.dumps(
             {
@@ -99,9 +195,22 @@ def main(argv: list[str] | None = None) -> int:
                 "frames_skipped": summary.get("frames_skipped"),
                 "latency_ms": summary.get("latency_ms"),
                 "rss_mb_after_warmup": round(warm[0][1], 1),
-                "rss_growth_mb": round(rss_growth, 1),
-                "open_files_growth": files_growth,
-                "bounds": {"rss_growth_mb": RSS_BOUND_MB, "open_files_growth": FILES_BOUND},
+                "threads_after_warmup": warm[0][3],
+                **growth,
+                "study_bytes": used,
+                "estimate_bytes": estimate.need_bytes if estimate else None,
+                "disk_vs_estimate": round(disk_error, 4) if disk_error is not None else None,
+                "clock_jump": (
+                    {"at_s": jumped_at, "by_s": args.clock_jump_s, **_order(study / "study.db")}
+                    if args.clock_jump_at is not None
+                    else None
+                ),
+                "bounds": {
+                    "rss_growth_mb": RSS_BOUND_MB,
+                    "open_files_growth": FILES_BOUND,
+                    "threads_growth": THREADS_BOUND,
+                    "disk_vs_estimate": DISK_BOUND,
+                },
                 "within_bounds": ok,
             },
             indent=1,

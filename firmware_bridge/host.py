@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from firmware_bridge.ledger import LedgerRangeError, LostReason, Outcome
+from firmware_bridge.outbox import Superseded
 from firmware_bridge.protocol import (
     ACK_RESULTS,
     CAP_ALERTS,
@@ -102,6 +103,11 @@ class HostLink(Reception):
 
     def outgoing(self) -> bytes:
         out, self._out = b"".join(self._out), []
+        return out
+
+    def outgoing_messages(self) -> list[bytes]:
+        """What ``outgoing`` would give, message by message (an ACK as ``Superseded``)."""
+        out, self._out = self._out, []
         return out
 
     def take(self) -> ReceivedFrame | None:
@@ -206,7 +212,9 @@ class HostLink(Reception):
             if self.session is None or h.session != self.session:
                 self.counters["no_session"] += 1
                 # Ask the recorder to introduce itself (again), in the version it spoke.
-                self._out.append(encode(Header(MessageType.HEARTBEAT, version=h.version)))
+                self._out.append(
+                    Superseded(encode(Header(MessageType.HEARTBEAT, version=h.version)))
+                )
                 return
             self._heard = self._clock()
             if h.type == MessageType.CHUNK:

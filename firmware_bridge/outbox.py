@@ -4,9 +4,12 @@ A recorder that stops reading must never stop the host reading. With a blocking 
 would: the recorder, itself blocked sending frames into a full wire, waits for the host,
 the host waits for the recorder, and both give up (seen on a pty, whose buffers hold
 about 20 KiB each way). So replies queue here, whole batches of messages as the link
-encoded them, and go out as the wire takes them. Past ``limit`` bytes the oldest batches
-not yet begun (never the newest) are dropped and counted: a lost ACK makes the recorder
-send that frame again, and the host, which holds it already, acknowledges it again.
+encoded them, and go out as the wire takes them. Past ``limit`` bytes the oldest
+messages that a later one supersedes (``Superseded``: ACK, NACK, the host's HEARTBEAT)
+are dropped and counted, never one half sent and never the newest: an ACK is cumulative,
+and a frame whose ACK never arrives is sent again and acknowledged again. A RESULT,
+ALERT, HELLO_ACK or CLASSES is never dropped; they are few (one RESULT a frame, and the
+recorder sends no more frames than its window while nothing is acknowledged).
 """
 
 from __future__ import annotations
@@ -17,26 +20,41 @@ from collections.abc import Callable
 OUTBOX_LIMIT = 1 << 18  # 256 KiB: at 921600 baud, seconds of replies the recorder did not take
 
 
+class Superseded(bytes):
+    """An encoded message that a later one of its kind makes redundant (an ACK)."""
+
+
 class Outbox:
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
         self.limit = limit
         self.queued = 0  # bytes waiting
         self.dropped_bytes = 0
-        self.dropped_batches = 0
+        self.dropped_batches = 0  # messages
         self._batches: deque[memoryview] = deque()
-        self._head_begun = False  # part of the first batch is on the wire: never drop it
+        self._droppable: deque[bool] = deque()
+        self._head_begun = False  # part of the first message is on the wire: never drop it
 
     def put(self, data: bytes) -> None:
+        """Queue one message (or bytes to send as they are: never dropped)."""
         if not data:
             return
         self._batches.append(memoryview(data))
+        self._droppable.append(isinstance(data, Superseded))
         self.queued += len(data)
-        # The oldest batch goes first, never one half sent, never the newest (the
-        # latest ACK says most).
+        if self.queued > self.limit:
+            self._drop()
+
+    def _drop(self) -> None:
+        newest = max((i for i, d in enumerate(self._droppable) if d), default=-1)
         at = 1 if self._head_begun else 0
-        while self.queued > self.limit and at < len(self._batches) - 1:
+        while self.queued > self.limit and at < newest:
+            if not self._droppable[at]:
+                at += 1
+                continue
             gone = self._batches[at]
             del self._batches[at]
+            del self._droppable[at]
+            newest -= 1
             self.queued -= len(gone)
             self.dropped_bytes += len(gone)
             self.dropped_batches += 1
@@ -57,6 +75,7 @@ class Outbox:
                 self._head_begun = True
                 break
             self._batches.popleft()
+            self._droppable.popleft()
             self._head_begun = False
         return sent
 
@@ -65,6 +84,7 @@ class Outbox:
         the bytes forgotten."""
         forgotten = self.queued
         self._batches.clear()
+        self._droppable.clear()
         self.queued = 0
         self._head_begun = False
         return forgotten

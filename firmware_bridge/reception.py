@@ -9,6 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from firmware_bridge.ledger import Ledger, LostReason, Outcome, SessionLedger
+from firmware_bridge.outbox import Superseded
 from firmware_bridge.protocol import (
     COMPAT_RETRANSMIT,
     CONTROL_PAYLOAD,
@@ -350,11 +351,15 @@ class Reception:
                 if len(wanted) >= MAX_ASKED or _packed(wanted) > ENTRY_BYTES:
                     break
             self._advance()
-        self._out.append(encode(self._header(MessageType.ACK), self._ack(wanted).pack()))
+        self._out.append(
+            Superseded(encode(self._header(MessageType.ACK), self._ack(wanted).pack()))
+        )
         self.counters["tx_ack"] += 1
 
     def _send_nack(self, wanted: dict[int, tuple[int, bytes]]) -> None:
-        self._out.append(encode(self._header(MessageType.NACK), self._ack(wanted).pack()))
+        self._out.append(
+            Superseded(encode(self._header(MessageType.NACK), self._ack(wanted).pack()))
+        )
         self.counters["tx_nack"] += 1
 
     def _ack(self, wanted: dict[int, tuple[int, bytes]]) -> Ack:

@@ -205,10 +205,7 @@ class Receiver:
             data = self.transport.read()
             if data:
                 self.link.receive(data)
-            if self.write_replies:
-                self._send(self.link.outgoing())
-            else:
-                self._send(b"")  # what waits from an earlier flush()
+            self._send(self.link.outgoing_messages() if self.write_replies else [])
         except LinkDown as exc:
             log.warning("link down: %s", exc)
             self._down()
@@ -239,25 +236,28 @@ class Receiver:
         """Send whatever the link has queued (ACKs after confirms, RESULTs)."""
         if self.connected:
             try:
-                self._send(self.link.outgoing())
+                self._send(self.link.outgoing_messages())
             except LinkDown as exc:
                 log.warning("link down: %s", exc)
                 self._down()
 
-    def _send(self, data: bytes) -> None:
-        """Queue ``data`` and send what the wire takes now: a recorder that is not
-        reading fills the outbox (bounded, counted), never stalls the reading."""
+    def _send(self, messages: list[bytes]) -> None:
+        """Queue ``messages`` and send what the wire takes now (what waits from before
+        first): a recorder that is not reading fills the outbox (bounded, counted),
+        never stalls the reading."""
         dropped = self.outbox.dropped_bytes
-        self.outbox.put(data)
+        for message in messages:
+            self.outbox.put(message)
         self.outbox.send(self.transport.write)
         if self.outbox.dropped_bytes > dropped:
             if not dropped:
                 log.warning(
-                    "the recorder is not reading replies: %d bytes of them dropped "
+                    "the recorder is not reading replies: %d bytes of ACKs dropped "
                     "(it sends unacknowledged frames again)",
                     self.outbox.dropped_bytes,
                 )
             self.link.counters["tx_bytes_dropped"] = self.outbox.dropped_bytes
+            self.link.counters["tx_messages_dropped"] = self.outbox.dropped_batches
 
     def _down(self) -> None:
         self.connected = False

@@ -88,8 +88,11 @@ class UsbTransport:
         if self._out is None or not data:
             return 0
         try:
-            # A bulk OUT the device does not take within 50 ms waits in the outbox.
-            return int(self._out.write(data, timeout=50))
+            # One packet at a time, which goes whole or not at all (pyusb does not say
+            # how much of a longer transfer went before a timeout); a packet the device
+            # does not take within 50 ms waits in the outbox.
+            packet = data[: self._out.wMaxPacketSize or len(data)]
+            return int(self._out.write(packet, timeout=50))
         except usb.core.USBTimeoutError:
             return 0
         except usb.core.USBError as exc:

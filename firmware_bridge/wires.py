@@ -89,6 +89,7 @@ class PtyWire:
     def unplug(self) -> None:
         """Pull the cable: this pty disappears and a new one takes its place."""
         self.close()
+        self._inbox.clear()  # what the old host said goes with the cable
         self._open()
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ recorder blocked writing frames stopped reading ACKs, and both gave up (CI, issu
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 import tty
@@ -13,8 +14,9 @@ import tty
 import pytest
 
 from firmware_bridge.host import HostLink
-from firmware_bridge.outbox import Outbox
-from firmware_bridge.protocol import Result
+from firmware_bridge.outbox import Outbox, Superseded
+from firmware_bridge.protocol import Ack, MessageType, Result
+from firmware_bridge.stream import LinkError, StreamDecoder
 from firmware_bridge.transport import Receiver, SerialTransport
 from firmware_bridge.wires import PtyWire
 from tests import link_messages as m
@@ -61,12 +63,27 @@ def test_a_recorder_that_never_reads_replies_still_has_every_frame_taken(pty):
     for thread in threads:
         thread.join(timeout=60)
     assert taken == set(range(FRAMES)), f"{len(taken)} of {FRAMES} frames taken"
-    # What the pty could not hold was dropped and counted, never written blocking.
-    # Bounded: the limit, plus the newest batch (one poll's replies) and a half-sent one.
-    assert link.counters["tx_bytes_dropped"] > 100_000
-    assert 0 < receiver.outbox.queued < 64 << 10
+    # What the pty could not hold waited in the outbox; past its limit ACKs (each
+    # superseded by the next) were dropped and counted, never a RESULT.
+    assert link.counters["tx_messages_dropped"] > FRAMES // 2
+    # The recorder reads again: every RESULT is there, once, and the newest ACK.
+    decoder = StreamDecoder(4096)
+    heard: list = []
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 1.0:
+        receiver.poll()
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            heard += [
+                e for e in decoder.feed(os.read(master, 65536)) if not isinstance(e, LinkError)
+            ]
+            quiet_since = time.monotonic()
+    results = [e.header.frame for e in heard if e.header.type == MessageType.RESULT]
+    assert sorted(results) == list(range(FRAMES))
+    acks = [Ack.unpack(e.payload) for e in heard if e.header.type == MessageType.ACK]
+    assert acks[-1].highest == FRAMES - 1  # the newest ACK: everything stored
+    assert receiver.outbox.queued == 0
     receiver.close(drain_s=0.1)
-    assert link.counters["tx_bytes_unsent_at_close"] > 0
 
 
 def test_the_simulated_recorder_takes_replies_in_while_its_write_waits():
@@ -100,13 +117,14 @@ def test_the_simulated_recorder_takes_replies_in_while_its_write_waits():
         os.close(host)
 
 
-def test_the_outbox_drops_whole_batches_past_its_limit_never_one_half_sent():
+def test_the_outbox_drops_only_superseded_messages_never_one_half_sent_nor_the_newest():
     box = Outbox(limit=100)
-    box.put(b"a" * 60)
-    assert box.send(lambda view: 10) == 10  # the wire took 10 bytes of the first batch
-    box.put(b"b" * 60)
-    box.put(b"c" * 60)  # 50 + 60 + 60 > 100: the oldest batch not begun goes
-    assert (box.dropped_batches, box.dropped_bytes, box.queued) == (1, 60, 110)
+    box.put(Superseded(b"a" * 60))
+    assert box.send(lambda view: 10) == 10  # the wire took 10 bytes of the first ACK
+    box.put(b"R" * 60)  # a RESULT: never dropped
+    box.put(Superseded(b"b" * 60))
+    box.put(Superseded(b"c" * 60))  # over the limit: "b" goes ("a" is begun, "c" newest)
+    assert (box.dropped_batches, box.dropped_bytes, box.queued) == (1, 60, 170)
     out = bytearray()
 
     def wire(view: memoryview) -> int:
@@ -114,5 +132,5 @@ def test_the_outbox_drops_whole_batches_past_its_limit_never_one_half_sent():
         return len(view)
 
     box.send(wire)
-    assert bytes(out) == b"a" * 50 + b"c" * 60
+    assert bytes(out) == b"a" * 50 + b"R" * 60 + b"c" * 60
     assert box.queued == 0

@@ -70,6 +70,12 @@ def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp
     done = cli("study", "export", study, "--frames", out, "--key", key)
     assert done.returncode == 0, done.stderr
     assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(originals.values())
+    # Its report shows frames in the clear: never inside the study.
+    done = cli("report", study, "--key", key)
+    assert done.returncode == 2 and "outside the study" in done.stderr, done.stderr
+    assert not (study / "report.html").exists()
+    done = cli("report", study, "--key", key, "--out", tmp_path / "report")
+    assert done.returncode == 0, done.stderr
     # Verify proves it whole without the key (it checks the sealed bytes' CRC).
     done = cli("study", "verify", study)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -138,6 +144,20 @@ def test_a_key_is_never_kept_in_the_study_nor_laid_on_a_plain_one(tmp_path: Path
         sealing.use_key(_keygen(tmp_path / "k"))
         with pytest.raises(sealing.StudyKeyError, match="made without a key"):
             Study(tmp_path / "plain")
+    finally:
+        sealing.forget_key()
+
+
+def test_a_study_holding_uncommitted_plain_records_is_never_marked_sealed(tmp_path: Path):
+    folder = tmp_path / "s"
+    with Study(folder) as plain:
+        plain.add(0, 0, b"x" * 100, 1, 0)
+        plain.abandon()  # written, never committed: records no row holds
+    sealing.use_key(_keygen(tmp_path / "k"))
+    try:
+        with pytest.raises(sealing.StudyKeyError, match="made without a key"):
+            Study(folder)
+        assert not sealing.is_sealed(folder)
     finally:
         sealing.forget_key()
 

@@ -138,8 +138,10 @@ def _report(study: Path, out: Path) -> Path:
     """The study's report (and its JSON twin beside summary.json): what a reader opens."""
     from edge.reading.analysis import read_study
     from edge.reading.report import write
+    from edge.study import sealing
 
-    html = study / "report.html"
+    # An encrypted study's report shows frames in the clear: beside the study, not in it.
+    html = (out if sealing.is_sealed(study) else study) / "report.html"
     write(read_study(study), html, out / "report.json")
     return html
 

@@ -21,10 +21,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     tracker = (
         TrackerSettings() if args.confirm is None else TrackerSettings(confirm_frames=args.confirm)
     )
+    out = args.out or args.study
+    from edge.study import sealing
+
+    if sealing.is_sealed(args.study) and out.resolve().is_relative_to(args.study.resolve()):
+        raise BadInputError(
+            f"{args.study}: encrypted, and its report shows frames in the clear: "
+            "give --out DIR outside the study"
+        )
     reading = read_study(
         args.study, ReadingSettings(fps=args.fps, mm_per_px=args.mm_per_px, tracker=tracker)
     )
-    html = (args.out or args.study) / "report.html"
+    html = out / "report.html"
     data = write(reading, html, None if args.json == Path("-") else args.json)
     from edge.study import audit
 

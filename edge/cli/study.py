@@ -93,6 +93,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
         return 2
     status = 0
+    if args.frames is not None:  # an encrypted study without its key: one line, nothing written
+        from edge.study.archive import Reader
+
+        Reader(args.study / "archive").check_key()
     if args.findings is not None:
         rows, empty = export_findings(args.study, args.findings, args.deidentify)
         audit.record(
@@ -135,7 +139,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-@_one_line
 def cmd_keygen(args: argparse.Namespace) -> int:
     from edge.study import sealing
 
@@ -147,6 +150,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from edge.study.rebuild import rebuild
 

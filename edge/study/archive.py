@@ -172,6 +172,9 @@ class Reader:
         self._fds: dict[int, int] = {}
         self._sealer = sealer
 
+    def use_sealer(self, sealer: sealing.Sealer | None) -> None:
+        self._sealer = sealer
+
     def check_key(self) -> None:
         """A one-line StudyKeyError now if the study is sealed and the key is missing or
         another study's (before a reader writes anything of its own)."""

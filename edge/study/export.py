@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge.study import sealing
 from edge.study.archive import Reader
 from edge.study.deidentify import strip
 from edge.study.errors import CorruptFrameError, StudyError
@@ -74,6 +75,7 @@ def export_frames(study: Path, out: Path, deidentify: bool = False) -> FramesExp
     with open_study(study) as view:
         reader = Reader(view.archive_dir)
         reader.check_key()  # an encrypted study without its key: one line, nothing written
+        sealed = sealing.is_sealed(view.folder)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -90,7 +92,9 @@ def export_frames(study: Path, out: Path, deidentify: bool = False) -> FramesExp
                     continue
                 except OSError as exc:
                     raise StudyError(f"{study}: frame {ref.session}:{ref.index}: {exc}") from None
-                _write_new(out / name, strip(data, ref.codec) if deidentify else data, done)
+                # An encrypted study's frames come out owner-only.
+                data = strip(data, ref.codec) if deidentify else data
+                _write_new(out / name, data, done, 0o600 if sealed else 0o644)
         finally:
             reader.close()
     return done
@@ -111,11 +115,11 @@ def _refs(view: StudyView) -> Iterator[FrameRef]:
         yield FrameRef(*row)
 
 
-def _write_new(path: Path, data: bytes, done: FramesExported) -> None:
+def _write_new(path: Path, data: bytes, done: FramesExported, mode: int = 0o644) -> None:
     """Write ``path`` only if no file has that name (``O_EXCL``: not even one made
     between the check and the write)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         try:
             same = path.stat().st_size == len(data) and path.read_bytes() == data

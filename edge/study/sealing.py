@@ -98,8 +98,15 @@ def new_key_file(path: Path) -> str:
         raise StudyKeyError(f"{path}: exists already; a key is never overwritten") from None
     except OSError as exc:
         raise StudyKeyError(f"{path}: cannot write the key ({exc.strerror})") from None
-    with os.fdopen(fd, "w", encoding="ascii") as f:
+    with os.fdopen(fd, "w", encoding="ascii") as f:  # on disk before anything uses it
         f.write(key.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    dirfd = os.open(path.parent.resolve(), os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
     return key_id(key)
 
 
@@ -118,6 +125,8 @@ class Sealer:
         from cryptography.exceptions import InvalidTag
 
         try:
+            if len(blob) < OVERHEAD:
+                raise InvalidTag
             data: bytes = self.aead.decrypt(blob[:NONCE], blob[NONCE:], _AAD.pack(session, index))
         except InvalidTag:
             raise CorruptFrameError(
@@ -131,20 +140,25 @@ def is_sealed(folder: Path) -> bool:
 
 
 def _derive(key: bytes, salt: bytes) -> Sealer:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    try:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    except ImportError:
+        raise StudyKeyError(
+            "encrypted studies need the cryptography package: pip install cryptography"
+        ) from None
 
     hkdf = HKDF(hashes.SHA256(), length=32, salt=salt, info=b"capsule-edge archive v1")
     return Sealer(AESGCM(hkdf.derive(key)))
 
 
-def _marker(folder: Path) -> dict[str, str]:
+def _marker(folder: Path) -> dict[str, Any]:
     try:
         doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
         if doc["cipher"] != CIPHER:
             raise StudyKeyError(f"{folder}: sealed with {doc['cipher']}, which this version lacks")
-        return {"salt": str(doc["salt"]), "key_id": str(doc["key_id"])}
+        return {"salt": bytes.fromhex(doc["salt"]), "key_id": str(doc["key_id"])}
     except (OSError, ValueError, KeyError, TypeError):
         raise StudyKeyError(
             f"{folder / MARKER}: unreadable; the study's frames cannot be opened"
@@ -166,7 +180,7 @@ def sealer_for(folder: Path) -> Sealer | None:
             f"{folder}: the key given is not this study's "
             f"(key id {key_id(_key)}, the study's {doc['key_id']})"
         )
-    return _derive(_key, bytes.fromhex(doc["salt"]))
+    return _derive(_key, doc["salt"])
 
 
 def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
@@ -178,17 +192,31 @@ def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
         raise StudyKeyError(f"{_key_from}: the key is inside the study it locks; keep it elsewhere")
     if has_frames:
         raise StudyKeyError(f"{folder}: made without a key; its frames stay as they are (no key)")
-    doc = {"cipher": CIPHER, "salt": secrets.token_hex(16), "key_id": key_id(_key)}
-    tmp = folder / (MARKER + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(doc) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / MARKER)
-    dirfd = os.open(folder, os.O_RDONLY)
+    salt = secrets.token_bytes(16)
+    sealer = _derive(_key, salt)  # cryptography present, before anything is written
+    doc = {"cipher": CIPHER, "salt": salt.hex(), "key_id": key_id(_key)}
+    try:
+        _write_durably(folder / MARKER, json.dumps(doc) + "\n")
+    except OSError as exc:
+        raise StudyKeyError(f"{folder / MARKER}: cannot be written ({exc.strerror})") from None
+    return sealer
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """``path`` holds ``text`` whole or not at all, across a power cut (owner-only)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    dirfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
-    return _derive(_key, bytes.fromhex(doc["salt"]))

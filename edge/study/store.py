@@ -102,13 +102,20 @@ class Study:
         try:
             self.db = opening.open_database(folder)
             self._db_id = _identity(self.db_path)
-            held = self.db.execute("SELECT 1 FROM frames LIMIT 1").fetchone() is not None
-            self.sealer = sealing.sealer_for_writing(folder, held)
-            self.reader = Reader(self.archive_dir, self.sealer)
+            # Any record at all, committed or not, makes a study that holds frames: one
+            # made without a key is never sealed halfway.
+            held = archive.archive_bytes(self.archive_dir) > 0 or (
+                self.db.execute("SELECT 1 FROM frames LIMIT 1").fetchone() is not None
+            )
+            sealing.sealer_for(folder)  # a sealed study without its key: refused now
+            self.reader = Reader(self.archive_dir, None)  # stored bytes only, until sealed
             self.migrations = schema.migrate(self.db, self._crc_of)
             self._appender = Appender(
                 self.archive_dir, opening.cut_uncommitted_tail(folder, self.db, self.reader)
             )
+            # Only a study that opened soundly is marked sealed (a new one, with a key).
+            self.sealer = sealing.sealer_for_writing(folder, held)
+            self.reader.use_sealer(self.sealer)
         except BaseException:
             self._lock.release()
             raise
@@ -277,7 +284,10 @@ class Study:
             (session,),
         ):
             if self.sealer is not None:  # the CRC kept is the sealed bytes'
-                crc = archive.crc(self.read(session, int(index)).data)
+                try:
+                    crc = archive.crc(self.read(session, int(index)).data)
+                except (CorruptFrameError, OSError):
+                    continue  # a damaged copy is not held: the file is stored again
             out[origin] = (int(index), int(crc))
         return out
 
