@@ -57,7 +57,7 @@ def test_quick_json_has_every_field_of_every_row(lean_python: Path, tmp_path: Pa
         if SHARED_DATA.is_dir():  # the accuracy is the card's, measured again on its split
             # OpenVINO's int8 kernels differ with the CPU (AVX2, VNNI, AMX): on a 2-core
             # AMD EPYC with AVX2 only, 3 of 368 frames go the other way (0.9647; its card,
-            # measured on a Xeon, 0.9565): within the int8 gate there, exact elsewhere.
+            # from another machine, 0.9565): within the int8 gate there, exact elsewhere.
             within = 0.015 if (row["precision"], row["backend"]) == ("int8", "openvino") else 1e-3
             assert row["accuracy"] == pytest.approx(
                 card["evaluation"]["as_is"]["accuracy"], abs=within
