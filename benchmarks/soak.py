@@ -8,9 +8,12 @@ Prints one line per sample and a verdict: growth of RSS, open files and threads 
 end of the first minute (warm-up: models, caches, SQLite pages) to the end; every frame
 sent stored and inferred, none skipped; the study's size against the runtime's own
 estimate for it (edge.runtime.disk). ``--clock-jump-at`` sets the runtime's wall clock
-back (or forward) that many minutes in, through libfaketime (Debian's ``faketime``; the
-monotonic clock is left alone, as a real jump leaves it), and reports the latency and the
-order of the frames' recorder timestamps across it. Linux only.
+back (or forward) that many minutes in, and reports the latency and the order of the
+frames' timestamps across it. The jump is the wall clock as the runtime's Python sees it
+(``time.time``, ``time.time_ns``, offset by a ``sitecustomize`` in the runtime's process
+only); the monotonic clock is left alone, as a real jump leaves it. (libfaketime cannot
+do this: with the monotonic clock left real, Python 3.11's ``time.sleep`` fails there
+with EINVAL.) Linux only.
 """
 
 from __future__ import annotations
@@ -35,7 +38,24 @@ RSS_BOUND_MB = 20.0  # allowed growth after warm-up
 FILES_BOUND = 2  # allowed growth of open file descriptors after warm-up
 THREADS_BOUND = 0  # allowed growth of threads after warm-up
 DISK_BOUND = 0.05  # the study's size within 5 % of the start-up estimate
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+WALL_CLOCK = """# The soak's wall clock: time.time() and time.time_ns() offset by the seconds in
+# $CAPSULE_EDGE_SOAK_OFFSET (read again at most once a second); monotonic time untouched.
+import os, time
+_path = os.environ["CAPSULE_EDGE_SOAK_OFFSET"]
+_time, _time_ns, _mono = time.time, time.time_ns, time.monotonic
+_seen = [0.0, -1e9]
+def _offset():
+    if _mono() - _seen[1] >= 1.0:
+        try:
+            with open(_path) as f:
+                _seen[0] = float(f.read())
+        except (OSError, ValueError):
+            pass
+        _seen[1] = _mono()
+    return _seen[0]
+time.time = lambda: _time() + _offset()
+time.time_ns = lambda: _time_ns() + int(_offset() * 1e9)
+"""
 
 
 def _rss_mb(pid: int) -> float:
@@ -54,17 +74,6 @@ def _threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError(f"no Threads for {pid}")
-
-
-def _faketime() -> Path:
-    """libfaketime for this machine's architecture (Debian: apt install faketime)."""
-    import platform
-
-    arch = f"{platform.machine()}-linux-gnu"
-    found = Path(str(FAKETIME).replace("x86_64-linux-gnu", arch))
-    if not found.exists():
-        raise SystemExit(f"soak: --clock-jump-at needs libfaketime ({found}): apt install faketime")
-    return found
 
 
 def _order(db_path: Path) -> dict[str, int]:
@@ -113,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         stderr=subprocess.DEVNULL,
     )
     env = dict(os.environ)
-    jump_file = out / "faketime"
+    jump_file = out / "wall-clock-offset"
     if args.clock_jump_at is not None:
-        jump_file.write_text("+0\n")
+        jump_file.write_text("0\n")
+        (out / "wall-clock").mkdir(exist_ok=True)
+        (out / "wall-clock" / "sitecustomize.py").write_text(WALL_CLOCK)
         env |= {
-            "LD_PRELOAD": str(_faketime()),
-            "FAKETIME_TIMESTAMP_FILE": str(jump_file),
-            "FAKETIME_NO_CACHE": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(out / "wall-clock"), str(REPO)])),
+            "CAPSULE_EDGE_SOAK_OFFSET": str(jump_file),
         }
     study = out / "study"
     hours = count / args.fps / 3600
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             sim.wait(timeout=args.every)
         t = time.monotonic() - start
         if args.clock_jump_at is not None and jumped_at is None and t >= args.clock_jump_at * 60:
-            jump_file.write_text(f"{args.clock_jump_s:+.0f}\n")  # read at the next clock call
+            jump_file.write_text(f"{args.clock_jump_s:.0f}\n")  # taken within a second
             jumped_at = round(t)
             print(f"{t:7.0f} s  the wall clock set {args.clock_jump_s:+.0f} s", flush=True)
         if run.poll() is None:
@@ -159,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     _, err = run.communicate()
     at = err.find("\n{")
     summary = json.JSONDecoder().raw_decode(err[at + 1 :])[0] if at >= 0 else {}
+    if run.returncode != 0 or not summary:
+        print(f"soak: the runtime ended with {run.returncode}: {err.strip()[-2000:]}", flush=True)
     warm = [s for s in samples if s[0] >= 60] or samples
     growth = {
         "rss_growth_mb": round(warm[-1][1] - warm[0][1], 1),
