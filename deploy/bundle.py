@@ -18,7 +18,6 @@ not at the field site.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from deploy.targets import TARGETS, Target
+from edge.models.card import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SH = Path(__file__).with_name("install.sh")
@@ -70,14 +70,6 @@ def wheel_name_version(path: Path) -> tuple[str, str]:
     return name.replace("_", "-").lower(), version
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def requirements(wheels: list[Path], project: Path) -> str:
     """Every wheel pinned with its hash: pip --require-hashes then installs exactly these
     files, or nothing."""
@@ -85,7 +77,7 @@ def requirements(wheels: list[Path], project: Path) -> str:
     for path in sorted(wheels, key=lambda p: wheel_name_version(p)[0]):
         name, version = wheel_name_version(path)
         spec = f"{name}[{EXTRAS}]" if path.name == project.name else name
-        lines.append(f"{spec}=={version} --hash=sha256:{sha256(path)}")
+        lines.append(f"{spec}=={version} --hash=sha256:{sha256_of(path)}")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +125,7 @@ def build(
             + "\n"
         )
         files = sorted(p for p in root.rglob("*") if p.is_file())
-        sums = "".join(f"{sha256(p)}  {p.relative_to(root)}\n" for p in files)
+        sums = "".join(f"{sha256_of(p)}  {p.relative_to(root)}\n" for p in files)
         (root / "SHA256SUMS").write_text(sums)
         out.mkdir(parents=True, exist_ok=True)
         archive = out / f"{root.name}.tar.gz"

@@ -19,6 +19,7 @@ import pytest
 
 from deploy import bundle
 from deploy.targets import TARGETS
+from edge.models.card import sha256_of
 
 pytestmark = pytest.mark.skipif(shutil.which("sha256sum") is None, reason="no sha256sum")
 
@@ -64,9 +65,7 @@ def _bundle(tmp: Path, machine: str | None = None, python: str | None = None) ->
     }
     (root / "target.json").write_text(json.dumps(target, indent=1) + "\n")
     sums = "".join(
-        f"{bundle.sha256(p)}  {p.relative_to(root)}\n"
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        f"{sha256_of(p)}  {p.relative_to(root)}\n" for p in sorted(root.rglob("*")) if p.is_file()
     )
     (root / "SHA256SUMS").write_text(sums)
     return root
@@ -91,8 +90,8 @@ def test_requirements_pin_every_wheel_with_its_hash_and_the_project_with_its_ext
     project = _wheel(tmp_path, "capsule_edge", "0.1.0")
     lines = bundle.requirements([project, dep], project).splitlines()
     assert lines == [
-        f"capsule-edge[edge]==0.1.0 --hash=sha256:{bundle.sha256(project)}",
-        f"opencv-python-headless==4.10.0.84 --hash=sha256:{bundle.sha256(dep)}",
+        f"capsule-edge[edge]==0.1.0 --hash=sha256:{sha256_of(project)}",
+        f"opencv-python-headless==4.10.0.84 --hash=sha256:{sha256_of(dep)}",
     ]
 
 

@@ -84,10 +84,6 @@ def forget_key() -> None:
     _key, _key_from = None, ""
 
 
-def has_key() -> bool:
-    return _key is not None
-
-
 def new_key_file(path: Path) -> str:
     """A new random key in ``path`` (owner-only; an existing file is never replaced);
     its id."""
