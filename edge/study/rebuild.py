@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge.study import archive, schema, store
 from edge.study.archive import Damage, Scanned
+from edge.study.durable import sync_dir
 from edge.study.errors import StudyError
 from edge.study.lock import StudyLock
 from edge.study.readonly import connect_readonly
@@ -134,7 +135,7 @@ def _rebuild(folder: Path) -> Rebuilt:
             if stale.exists():
                 os.replace(stale, stale.with_name(stale.name + f".orphan-{os.getpid()}"))
     os.replace(new, old)
-    _sync_dir(folder)
+    sync_dir(folder)
     done.seconds = time.perf_counter() - started
     return done
 
@@ -260,11 +261,3 @@ def _salvage(old: Path, db: sqlite3.Connection, done: Rebuilt) -> None:
 
 def _rows(src: sqlite3.Connection, table: str, cols: str) -> Iterator[tuple[object, ...]]:
     yield from src.execute(f"SELECT {cols} FROM {table}")
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.study.durable import sync_dir
 from edge.study.errors import CorruptFrameError, StudyError
 
 MARKER = "sealed.json"
@@ -98,11 +99,7 @@ def new_key_file(path: Path) -> str:
         f.write(key.hex() + "\n")
         f.flush()
         os.fsync(f.fileno())
-    dirfd = os.open(path.parent.resolve(), os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    sync_dir(path.parent.resolve())
     return key_id(key)
 
 
@@ -211,8 +208,4 @@ def _write_durably(path: Path, text: str) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    sync_dir(path.parent)
