@@ -15,6 +15,7 @@ import pytest
 
 from edge.bundled import default_model
 from edge.reading.study_data import load
+from edge.study import schema
 from edge.study.store import Study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def test_a_schema_1_study_is_read_from_its_top_classes_and_migrated_on_open(stud
     db = sqlite3.connect(study / "study.db")
     with db:
         db.execute("DROP TABLE class_scores")
+        db.execute("DROP TABLE sealing")  # schema 3
         db.execute("PRAGMA user_version = 1")
     top = dict(
         db.execute("SELECT idx, label FROM findings WHERE model = 'classifier' ORDER BY idx")
@@ -82,7 +84,7 @@ def test_a_schema_1_study_is_read_from_its_top_classes_and_migrated_on_open(stud
     with Study(study) as opened:
         assert any("schema 1 -> 2" in m for m in opened.migrations)
     db = sqlite3.connect(study / "study.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
     assert db.execute("SELECT COUNT(*) FROM class_scores").fetchone()[0] == 0
     db.close()
 

@@ -172,3 +172,67 @@ def test_keys_are_never_overwritten_and_bad_ones_are_named(tmp_path: Path):
     bad.write_text("not hex\n")
     done = cli("study", "export", tmp_path, "--frames", tmp_path / "o", "--key", bad)
     assert done.returncode == 2 and "a study key is 64 hex digits" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp_path: Path):
+    study, frames, key = sealed
+    copy = tmp_path / "study"
+    import shutil
+
+    shutil.copytree(study, copy)
+    marker = (copy / "sealed.json").read_text()
+    (copy / "sealed.json").unlink()
+    before = _archive(copy)
+    # Without it and without the key: refused as encrypted, never exported as ciphertext.
+    out = tmp_path / "out"
+    done = cli("study", "export", copy, "--frames", out)
+    assert done.returncode == 2 and "its frames are encrypted" in done.stderr, done.stderr
+    assert not out.exists()
+    # Nor does a runtime without the key add plain frames to it.
+    done = cli("run", "--source", f"dir://{frames}", "--study", copy, *CLASSIFIER_ONLY)
+    assert done.returncode == 2 and "encrypted" in done.stderr.strip().splitlines()[-1]
+    assert _archive(copy) == before
+    # With the key, the database's copy opens the frames as they came...
+    done = cli("study", "export", copy, "--frames", out, "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(
+        p.read_bytes() for p in frames.iterdir()
+    )
+    # ...and the runtime's open puts sealed.json back as it was.
+    _run(frames, copy, key, tmp_path)
+    assert (copy / "sealed.json").read_text() == marker
+    assert _archive(copy) == before
+
+
+@pytest.mark.slow
+def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tmp_path: Path):
+    study, _, key = sealed
+    copy = tmp_path / "study"
+    import json
+    import shutil
+
+    shutil.copytree(study, copy)
+    doc = json.loads((copy / "sealed.json").read_text())
+    doc["salt"] = "00" * 16
+    (copy / "sealed.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    done = cli("study", "export", copy, "--frames", out, "--key", key)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "differs from the database" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
+    study, _, key = sealed
+    copy = tmp_path / "study"
+    import shutil
+
+    shutil.copytree(study, copy)
+    done = cli("study", "rebuild", copy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (copy / "sealed.json").unlink()
+    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").iterdir())) == _count(study)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.study import archive
+from edge.study import archive, schema
 from edge.study.archive import Appender, Record
 from edge.study.errors import StudyError
 from edge.study.lock import StudyLock
@@ -262,7 +262,7 @@ def test_ls_lists_each_study_of_a_folder(tmp_path: Path):
     lines = done.stdout.splitlines()
     assert done.returncode == 0 and len(lines) == 2
     assert lines[0].startswith(f"{tmp_path / 'a' / 'study'}  3 frames  1 session(s)")
-    assert "not in use  schema 2" in lines[0]
+    assert f"not in use  schema {schema.VERSION}" in lines[0]
     assert lines[1].startswith(f"{tmp_path / 'b'}  5 frames") and "in use by pid" in lines[1]
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SALVAGED = (  # table, columns, a condition on the rebuilt frames (? = session, idx)
     ("runs", "started_us, stopped_us, source, settings, summary", None),
     ("link_stats", "time_us, stats", None),
+    ("sealing", "doc", None),
     ("ledger", "session, idx, outcome, reason", None),
     (
         "inference",
@@ -49,7 +50,7 @@ SALVAGED = (  # table, columns, a condition on the rebuilt frames (? = session, 
         "SELECT 1 FROM inference WHERE session = ? AND idx = ? AND status = 'done'",
     ),
 )
-OPTIONAL = {"class_scores"}  # not in a database of schema 1
+OPTIONAL = {"class_scores", "sealing"}  # not in a database of schema 1, 2
 
 
 @dataclass

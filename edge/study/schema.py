@@ -5,7 +5,8 @@ backlog let go of were marked ``skipped`` for good. Migrating computes each fram
 CRC-32C from the archive once, and lets those frames be inferred on the next run.
 Version 1 kept only a classifier's top class; version 2 keeps every class score (the
 timeline is smoothed over them); frames of a version 1 study have none, and the report
-reads their top class instead.
+reads their top class instead. Version 3 keeps a copy of an encrypted study's
+``sealed.json`` (its salt and key id: without them no frame opens) in ``sealing``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-VERSION = 2
+VERSION = 3
 
 TABLES = """
 CREATE TABLE frames (
@@ -74,9 +75,13 @@ CREATE TABLE runs (
     settings TEXT NOT NULL,        -- JSON: the effective configuration and models used
     summary TEXT                   -- JSON, written at a clean stop
 );
+CREATE TABLE sealing (
+    doc TEXT NOT NULL              -- JSON: sealed.json's copy (cipher, salt, key id)
+);
 """
 
 CLASS_SCORES = next(t for t in TABLES.split(";") if "TABLE class_scores" in t)
+SEALING = next(t for t in TABLES.split(";") if "TABLE sealing" in t)
 
 FRAME_COLUMNS = (
     "session, idx, segment, offset, length, codec, timestamp_us, width, height, "
@@ -125,4 +130,10 @@ def migrate(db: sqlite3.Connection, frame_crc: Callable[[int, int, int], int]) -
             db.execute(CLASS_SCORES)
             db.execute("PRAGMA user_version = 2")
         done.append("schema 1 -> 2: every class score kept (earlier frames keep their top one)")
+    if version(db) == 2:
+        with db:
+            db.execute("BEGIN")
+            db.execute(SEALING)
+            db.execute("PRAGMA user_version = 3")
+        done.append("schema 2 -> 3: a copy of sealed.json kept in the database")
     return done

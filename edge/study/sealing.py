@@ -14,6 +14,10 @@ bytes: ``study verify`` proves an encrypted study whole without its key; reading
 The key is 32 random bytes as 64 hex digits, in a file (``[storage] key_file``, ``--key``)
 or in ``CAPSULE_EDGE_STUDY_KEY``; ``capsule-edge study keygen FILE`` makes one. It is never
 kept beside the study: a key file inside the study folder is refused.
+
+Without the salt no frame opens, even with the key, so the study's database keeps a copy
+of ``sealed.json`` (schema 3): either one restores the other when the runtime opens the
+study, a reader uses whichever is there, and two that differ are refused.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import sqlite3
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +38,15 @@ from edge.study.durable import sync_dir
 from edge.study.errors import CorruptFrameError, StudyError
 
 MARKER = "sealed.json"
+DATABASE = "study.db"
 ENV = "CAPSULE_EDGE_STUDY_KEY"
 CIPHER = "AES-256-GCM"
 NONCE = 12
 TAG = 16
 OVERHEAD = NONCE + TAG
 _AAD = struct.Struct("<II")  # session, index
+
+log = logging.getLogger(__name__)
 
 _key: bytes | None = None  # the process's key, once given (``use_key``)
 _key_from = ""
@@ -129,7 +138,50 @@ class Sealer:
 
 
 def is_sealed(folder: Path) -> bool:
-    return (folder / MARKER).exists()
+    return (folder / MARKER).exists() or _copy(folder) is not None
+
+
+def _file(folder: Path) -> str | None:
+    try:
+        return (folder / MARKER).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        raise StudyKeyError(
+            f"{folder / MARKER}: unreadable; the study's frames cannot be opened"
+        ) from None
+
+
+def _copy(folder: Path) -> str | None:
+    """``sealed.json`` as the study's database keeps it; None where it keeps none (no
+    database, one older than schema 3, a study made without a key)."""
+    path = folder / DATABASE
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT doc FROM sealing").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def keep_copies(folder: Path, db: sqlite3.Connection) -> None:
+    """``sealed.json`` and the database's copy, each restored from the other (the
+    runtime's study, once its schema has the table; autocommit)."""
+    text, row = _file(folder), db.execute("SELECT doc FROM sealing").fetchone()
+    if text is not None and row is None:
+        db.execute("INSERT INTO sealing (doc) VALUES (?)", (text,))
+    elif text is None and row is not None:
+        _parse(folder, str(row[0]))
+        try:
+            _write_durably(folder / MARKER, str(row[0]))
+        except OSError as exc:
+            raise StudyKeyError(f"{folder / MARKER}: cannot be written ({exc.strerror})") from None
+        log.warning("%s: was missing; restored from the database's copy", folder / MARKER)
 
 
 def _derive(key: bytes, salt: bytes) -> Sealer:
@@ -147,15 +199,29 @@ def _derive(key: bytes, salt: bytes) -> Sealer:
 
 
 def _marker(folder: Path) -> dict[str, Any]:
+    text, copy = _file(folder), _copy(folder)
+    docs = [_parse(folder, t) for t in (text, copy) if t is not None]
+    if not docs:
+        raise StudyKeyError(f"{folder / MARKER}: missing; the study's frames cannot be opened")
+    if len(docs) == 2 and docs[0] != docs[1]:
+        raise StudyKeyError(
+            f"{folder / MARKER}: differs from the database's copy (one was replaced); "
+            "the study's frames are not opened"
+        )
+    return docs[0]
+
+
+def _parse(folder: Path, text: str) -> dict[str, Any]:
     try:
-        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        if doc["cipher"] != CIPHER:
-            raise StudyKeyError(f"{folder}: sealed with {doc['cipher']}, which this version lacks")
-        return {"salt": bytes.fromhex(doc["salt"]), "key_id": str(doc["key_id"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = json.loads(text)
+        cipher, salt, key = doc["cipher"], bytes.fromhex(doc["salt"]), str(doc["key_id"])
+    except (ValueError, KeyError, TypeError):
         raise StudyKeyError(
             f"{folder / MARKER}: unreadable; the study's frames cannot be opened"
         ) from None
+    if cipher != CIPHER:
+        raise StudyKeyError(f"{folder}: sealed with {cipher}, which this version lacks")
+    return {"salt": salt, "key_id": key}
 
 
 def sealer_for(folder: Path) -> Sealer | None:

@@ -115,6 +115,7 @@ class Study:
             )
             # Only a study that opened soundly is marked sealed (a new one, with a key).
             self.sealer = sealing.sealer_for_writing(folder, held)
+            sealing.keep_copies(folder, self.db)
             self.reader.use_sealer(self.sealer)
         except BaseException:
             self._lock.release()
