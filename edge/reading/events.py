@@ -202,8 +202,10 @@ class _Track:
     key: int
     kind: str
     first: int
-    boxes: dict[int, Box] = field(default_factory=dict)
+    boxes: dict[int, Box] = field(default_factory=dict)  # the last one only, without history
     features: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=GALLERY))
+    frames: int = 0  # frames with a box
+    last: int = -1  # the position of the last
     last_time: float | None = None
     misses: int = 0  # processed frames since the last box
     peak_score: float = -1.0
@@ -214,10 +216,15 @@ class _Track:
 
     @property
     def last_box(self) -> Box:
-        return self.boxes[next(reversed(self.boxes))]  # positions only increase
+        return self.boxes[self.last]
 
-    def add(self, position: int, time_s: float | None, det: Detection, fov: float) -> None:
+    def add(
+        self, position: int, time_s: float | None, det: Detection, fov: float, keep: bool
+    ) -> None:
+        if not keep:
+            self.boxes.clear()
         self.boxes[position], self.last_time, self.misses = det.box, time_s, 0
+        self.frames, self.last = self.frames + 1, position
         if det.feature is not None:
             self.features.append(det.feature)
         if det.score > self.peak_score:
@@ -229,16 +236,23 @@ class _Track:
 
     def event(self, number: int) -> Event:
         return Event(
-            self.kind, number, self.first, next(reversed(self.boxes)), self.best, len(self.boxes),
+            self.kind, number, self.first, self.last, self.best, self.frames,
             self.peak_score, self.max_box_px, self.max_share, dict(self.boxes), self.key,
         )  # fmt: skip
 
 
 class EventTracker:
-    """Links detections into events, frame by frame (see the module's docstring)."""
+    """Links detections into events, frame by frame (see the module's docstring).
+    ``history=False`` (the runtime's live alerts, for 8-12 hours): a track keeps its last
+    box only and an ended one is let go, so memory stays flat however long the study;
+    the events it returns are the same, their ``boxes`` the last one, and there is no
+    ``finish``."""
 
-    def __init__(self, settings: TrackerSettings = TrackerSettings()) -> None:
+    def __init__(
+        self, settings: TrackerSettings = TrackerSettings(), *, history: bool = True
+    ) -> None:
         self.settings = settings
+        self.history = history
         self.unconfirmed = 0  # tracks that ended before confirmation
         self._live: list[_Track] = []
         self._done: list[_Track] = []  # confirmed tracks that ended
@@ -285,8 +299,8 @@ class EventTracker:
                     self._live.append(grown[-1][0])
                     taken.append(det.box)
             for track, det in grown:
-                track.add(position, time_s, det, fov)
-                if len(track.boxes) == self.settings.confirm_frames:
+                track.add(position, time_s, det, fov, self.history)
+                if track.frames == self.settings.confirm_frames:
                     self._confirmed += 1
                     confirmed.append(track.event(self._confirmed))
         return confirmed
@@ -294,6 +308,8 @@ class EventTracker:
     def finish(self) -> list[Event]:
         """Close the study: every confirmed event, ordered by first frame, ids 1.. in that
         order (``update`` numbered them in order of confirmation; ``track`` stays)."""
+        if not self.history:
+            raise ValueError("a tracker without history has no finish (the report's has)")
         if self._finished is None:
             for track in self._live:
                 self._close(track)
@@ -355,10 +371,10 @@ class EventTracker:
         self._live = alive
 
     def _close(self, track: _Track) -> None:
-        if len(track.boxes) >= self.settings.confirm_frames:
-            self._done.append(track)
-        else:
+        if track.frames < self.settings.confirm_frames:
             self.unconfirmed += 1
+        elif self.history:
+            self._done.append(track)
 
     def _check_frame(
         self, position: int, time_s: float | None, size: tuple[int, int], fov: float | None

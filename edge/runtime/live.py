@@ -178,7 +178,9 @@ class LiveReading:
         self._last[o.session] = (o.index, when if when is not None else -1.0)
         if not (width and height):
             return []
-        tracker = self._trackers.setdefault(o.session, EventTracker(self.settings))
+        tracker = self._trackers.get(o.session)
+        if tracker is None:  # for alerts: no history kept, flat over a 12-hour study
+            tracker = self._trackers[o.session] = EventTracker(self.settings, history=False)
         features = o.features or (None,) * len(boxes)
         detections = [
             Detection(b.box, b.score, b.label, feat)
