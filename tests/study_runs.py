@@ -114,9 +114,9 @@ def verify_json(study: Path) -> dict:
     return report
 
 
-def exported_crcs(study: Path, out: Path) -> dict[tuple[int, int], int]:
+def exported_crcs(study: Path, out: Path, *extra: str | Path) -> dict[tuple[int, int], int]:
     """The study's frames as ``study export`` writes them: (session, index) -> CRC-32C."""
-    done = cli("study", "export", study, "--frames", out)
+    done = cli("study", "export", study, "--frames", out, *extra)
     assert done.returncode == 0, done.stdout + done.stderr
     crcs = {}
     for path in out.iterdir():
@@ -140,13 +140,16 @@ def read_ledger(study: Path) -> dict[tuple[int, int], tuple[str, str | None]]:
     return {(s, i): (o, r) for s, i, o, r in rows}
 
 
-def check_content(study: Path, tmp: Path, delivered: dict[tuple[int, int], int]) -> dict:
-    """verify passes, counts exactly ``delivered``, and every frame is byte-identical."""
+def check_content(
+    study: Path, tmp: Path, delivered: dict[tuple[int, int], int], *export: str | Path
+) -> dict:
+    """verify passes, counts exactly ``delivered``, and every frame is byte-identical
+    (``export``: ``study export``'s further arguments, an encrypted study's ``--key``)."""
     report = verify_json(study)
     assert report["ok"], report["problems"][:5]
     assert report["frames"] == len(delivered)
     assert report["ledger_rows"] >= len(delivered)
-    assert exported_crcs(study, tmp / "exported") == delivered
+    assert exported_crcs(study, tmp / "exported", *export) == delivered
     return report
 
 
