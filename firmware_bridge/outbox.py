@@ -24,58 +24,61 @@ class Superseded(bytes):
     """An encoded message that a later one of its kind makes redundant (an ACK)."""
 
 
+class _Queued:
+    __slots__ = ("data", "droppable")
+
+    def __init__(self, data: memoryview, droppable: bool) -> None:
+        self.data, self.droppable = data, droppable
+
+
 class Outbox:
     def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
         self.limit = limit
         self.queued = 0  # bytes waiting
         self.dropped_bytes = 0
-        self.dropped_batches = 0  # messages
-        self._batches: deque[memoryview] = deque()
-        self._droppable: deque[bool] = deque()
+        self.dropped_messages = 0
+        self._messages: deque[_Queued] = deque()
         self._head_begun = False  # part of the first message is on the wire: never drop it
 
     def put(self, data: bytes) -> None:
         """Queue one message (or bytes to send as they are: never dropped)."""
         if not data:
             return
-        self._batches.append(memoryview(data))
-        self._droppable.append(isinstance(data, Superseded))
+        self._messages.append(_Queued(memoryview(data), isinstance(data, Superseded)))
         self.queued += len(data)
         if self.queued > self.limit:
             self._drop()
 
     def _drop(self) -> None:
-        newest = max((i for i, d in enumerate(self._droppable) if d), default=-1)
+        newest = max((i for i, m in enumerate(self._messages) if m.droppable), default=-1)
         at = 1 if self._head_begun else 0
         while self.queued > self.limit and at < newest:
-            if not self._droppable[at]:
+            if not self._messages[at].droppable:
                 at += 1
                 continue
-            gone = self._batches[at]
-            del self._batches[at]
-            del self._droppable[at]
+            gone = self._messages[at].data
+            del self._messages[at]
             newest -= 1
             self.queued -= len(gone)
             self.dropped_bytes += len(gone)
-            self.dropped_batches += 1
+            self.dropped_messages += 1
 
     def send(self, write: Callable[[memoryview], int]) -> int:
         """Hand ``write`` what is waiting until it takes nothing more (it returns the
         number of bytes the wire took, 0 when full); the bytes sent."""
         sent = 0
-        while self._batches:
-            head = self._batches[0]
-            taken = write(head)
+        while self._messages:
+            head = self._messages[0]
+            taken = write(head.data)
             if taken <= 0:
                 break
             sent += taken
             self.queued -= taken
-            if taken < len(head):
-                self._batches[0] = head[taken:]
+            if taken < len(head.data):
+                head.data = head.data[taken:]
                 self._head_begun = True
                 break
-            self._batches.popleft()
-            self._droppable.popleft()
+            self._messages.popleft()
             self._head_begun = False
         return sent
 
@@ -83,8 +86,7 @@ class Outbox:
         """Forget what waits (the link went down: the recorder starts again with HELLO);
         the bytes forgotten."""
         forgotten = self.queued
-        self._batches.clear()
-        self._droppable.clear()
+        self._messages.clear()
         self.queued = 0
         self._head_begun = False
         return forgotten

@@ -257,7 +257,7 @@ class Receiver:
                     self.outbox.dropped_bytes,
                 )
             self.link.counters["tx_bytes_dropped"] = self.outbox.dropped_bytes
-            self.link.counters["tx_messages_dropped"] = self.outbox.dropped_batches
+            self.link.counters["tx_messages_dropped"] = self.outbox.dropped_messages
 
     def _down(self) -> None:
         self.connected = False

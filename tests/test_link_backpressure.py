@@ -124,7 +124,7 @@ def test_the_outbox_drops_only_superseded_messages_never_one_half_sent_nor_the_n
     box.put(b"R" * 60)  # a RESULT: never dropped
     box.put(Superseded(b"b" * 60))
     box.put(Superseded(b"c" * 60))  # over the limit: "b" goes ("a" is begun, "c" newest)
-    assert (box.dropped_batches, box.dropped_bytes, box.queued) == (1, 60, 170)
+    assert (box.dropped_messages, box.dropped_bytes, box.queued) == (1, 60, 170)
     out = bytearray()
 
     def wire(view: memoryview) -> int:
