@@ -107,14 +107,16 @@ class Study:
             held = archive.archive_bytes(self.archive_dir) > 0 or (
                 self.db.execute("SELECT 1 FROM frames LIMIT 1").fetchone() is not None
             )
-            sealing.sealer_for(folder)  # a sealed study without its key: refused now
+            sealed = sealing.sealer_for(folder)  # a sealed study without its key: refused now
             self.reader = Reader(self.archive_dir, None)  # stored bytes only, until sealed
             self.migrations = schema.migrate(self.db, self._crc_of)
             self._appender = Appender(
                 self.archive_dir, opening.cut_uncommitted_tail(folder, self.db, self.reader)
             )
             # Only a study that opened soundly is marked sealed (a new one, with a key).
-            self.sealer = sealing.sealer_for_writing(folder, held)
+            if sealed is None:
+                sealed = sealing.sealer_for_writing(folder, held)
+            self.sealer = sealed
             sealing.keep_copies(folder, self.db)
             self.reader.use_sealer(self.sealer)
         except BaseException:
