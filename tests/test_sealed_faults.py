@@ -27,12 +27,8 @@ from tests.study_runs import (
     write_frames,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        pytest.importorskip("cryptography") is None, reason="cryptography is not installed"
-    ),
-]
+pytest.importorskip("cryptography")
+pytestmark = pytest.mark.slow
 
 
 def _keyed(tmp: Path) -> tuple[Path, str]:

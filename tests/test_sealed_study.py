@@ -193,9 +193,12 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
     done = cli("run", "--source", f"dir://{frames}", "--study", copy, *CLASSIFIER_ONLY)
     assert done.returncode == 2 and "encrypted" in done.stderr.strip().splitlines()[-1]
     assert _archive(copy) == before
-    # With the key, the database's copy opens the frames as they came...
+    # With the key, the database's copy opens the frames as they came (and the reader
+    # leaves the folder as it was, but for its audit line)...
+    files = {p.name for p in copy.iterdir()} | {"audit.log"}
     done = cli("study", "export", copy, "--frames", out, "--key", key)
     assert done.returncode == 0, done.stderr
+    assert {p.name for p in copy.iterdir()} == files
     assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(
         p.read_bytes() for p in frames.iterdir()
     )
@@ -207,7 +210,7 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
 
 @pytest.mark.slow
 def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tmp_path: Path):
-    study, _, key = sealed
+    study, frames, key = sealed
     copy = tmp_path / "study"
     import json
     import shutil
@@ -221,11 +224,18 @@ def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tm
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "differs from the database" in lines[0]
     assert not out.exists()
+    before = _archive(copy)  # nor does the runtime add to it
+    config = tmp_path / "keyed.toml"
+    config.write_text(f'[storage]\nkey_file = "{key}"\nreserve_mb = 0\n')
+    done = cli("run", "--source", f"dir://{frames}", "--study", copy, "--config", config,
+               *CLASSIFIER_ONLY)  # fmt: skip
+    assert done.returncode == 2 and "differs from the database" in done.stderr, done.stderr
+    assert _archive(copy) == before
 
 
 @pytest.mark.slow
 def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
-    study, _, key = sealed
+    study, frames, key = sealed
     copy = tmp_path / "study"
     import shutil
 
@@ -235,4 +245,55 @@ def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
-    assert len(list((tmp_path / "out").iterdir())) == _count(study)
+    assert sorted(p.read_bytes() for p in (tmp_path / "out").iterdir()) == sorted(
+        p.read_bytes() for p in frames.iterdir()
+    )
+
+
+@pytest.mark.slow
+def test_a_schema_2_sealed_study_gains_the_copy_when_the_runtime_opens_it(sealed, tmp_path: Path):
+    study, frames, key = sealed
+    copy = tmp_path / "study"
+    import shutil
+
+    shutil.copytree(study, copy)
+    db = sqlite3.connect(copy / "study.db")
+    with db:
+        db.execute("DROP TABLE sealing")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    _run(frames, copy, key, tmp_path)  # migrates, and keeps the copy
+    (copy / "sealed.json").unlink()
+    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.read_bytes() for p in (tmp_path / "out").iterdir()) == sorted(
+        p.read_bytes() for p in frames.iterdir()
+    )
+
+
+@pytest.mark.slow
+def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_plain(
+    sealed, tmp_path: Path
+):
+    from tests import mounts
+
+    study, frames, key = sealed
+    with mounts.tmpfs(tmp_path / "ro", "16m") as mount:
+        import shutil
+        import subprocess
+
+        copy = mount / "study"
+        shutil.copytree(study, copy)
+        (copy / "sealed.json").unlink()
+        before = sorted(p.name for p in copy.iterdir())
+        assert subprocess.run(["mount", "-o", "remount,ro", str(mount)]).returncode == 0
+        out = tmp_path / "out"
+        done = cli("study", "export", copy, "--frames", out)
+        assert done.returncode == 2 and "its frames are encrypted" in done.stderr, done.stderr
+        assert not out.exists()
+        done = cli("study", "export", copy, "--frames", out, "--key", key)
+        assert done.returncode == 0, done.stderr
+        assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(
+            p.read_bytes() for p in frames.iterdir()
+        )
+        assert sorted(p.name for p in copy.iterdir()) == before

@@ -95,7 +95,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     status = 0
     if args.frames is not None:  # an encrypted study without its key: one line, nothing written
         from edge.study.archive import Reader
+        from edge.study.readonly import open_study
 
+        with open_study(args.study):  # not a study: its own one line, before the key's
+            pass
         Reader(args.study / "archive").check_key()
     if args.findings is not None:
         rows, empty = export_findings(args.study, args.findings, args.deidentify)

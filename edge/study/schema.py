@@ -76,6 +76,7 @@ CREATE TABLE runs (
     summary TEXT                   -- JSON, written at a clean stop
 );
 CREATE TABLE sealing (
+    id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row at most
     doc TEXT NOT NULL              -- JSON: sealed.json's copy (cipher, salt, key id)
 );
 """

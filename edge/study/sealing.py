@@ -154,18 +154,27 @@ def _file(folder: Path) -> str | None:
 
 def _copy(folder: Path) -> str | None:
     """``sealed.json`` as the study's database keeps it; None where it keeps none (no
-    database, one older than schema 3, a study made without a key)."""
+    database, one older than schema 3, a study made without a key). Read without
+    changing the folder (a read-only disk, a closed study); a database that cannot be
+    read is a StudyKeyError, never taken for a study without a key."""
+    from edge.study.readonly import connect_readonly  # readonly -> archive -> sealing
+
     path = folder / DATABASE
     if not path.exists():
         return None
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = connect_readonly(path)
         try:
-            row = db.execute("SELECT doc FROM sealing").fetchone()
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sealing'").fetchone():
+                row = db.execute("SELECT doc FROM sealing").fetchone()
+            else:
+                row = None
         finally:
             db.close()
-    except sqlite3.Error:
-        return None
+    except sqlite3.Error as exc:
+        raise StudyKeyError(
+            f"{path}: cannot be read to tell whether the study is encrypted ({exc})"
+        ) from None
     return None if row is None else str(row[0])
 
 
@@ -174,7 +183,12 @@ def keep_copies(folder: Path, db: sqlite3.Connection) -> None:
     runtime's study, once its schema has the table; autocommit)."""
     text, row = _file(folder), db.execute("SELECT doc FROM sealing").fetchone()
     if text is not None and row is None:
-        db.execute("INSERT INTO sealing (doc) VALUES (?)", (text,))
+        try:
+            db.execute("INSERT INTO sealing (doc) VALUES (?)", (text,))
+        except sqlite3.Error as exc:
+            raise StudyKeyError(
+                f"{folder / DATABASE}: cannot keep sealed.json's copy ({exc})"
+            ) from None
     elif text is None and row is not None:
         _parse(folder, str(row[0]))
         try:
