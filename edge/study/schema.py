@@ -125,16 +125,14 @@ def migrate(db: sqlite3.Connection, frame_crc: Callable[[int, int, int], int]) -
             skipped = db.execute("DELETE FROM inference WHERE status = 'skipped'").rowcount
             db.execute("PRAGMA user_version = 1")
         done.append(f"schema 0 -> 1: CRC of {len(rows)} frames; {skipped} skipped frames to infer")
-    if version(db) == 1:
-        with db:
-            db.execute("BEGIN")
-            db.execute(CLASS_SCORES)
-            db.execute("PRAGMA user_version = 2")
-        done.append("schema 1 -> 2: every class score kept (earlier frames keep their top one)")
-    if version(db) == 2:
-        with db:
-            db.execute("BEGIN")
-            db.execute(SEALING)
-            db.execute("PRAGMA user_version = 3")
-        done.append("schema 2 -> 3: a copy of sealed.json kept in the database")
+    for to, table, what in (
+        (2, CLASS_SCORES, "every class score kept (earlier frames keep their top one)"),
+        (3, SEALING, "a copy of sealed.json kept in the database"),
+    ):
+        if version(db) == to - 1:  # a new table, nothing to fill
+            with db:
+                db.execute("BEGIN")
+                db.execute(table)
+                db.execute(f"PRAGMA user_version = {to}")
+            done.append(f"schema {to - 1} -> {to}: {what}")
     return done

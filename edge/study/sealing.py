@@ -191,10 +191,7 @@ def keep_copies(folder: Path, db: sqlite3.Connection) -> None:
             ) from None
     elif text is None and row is not None:
         _parse(folder, str(row[0]))
-        try:
-            _write_durably(folder / MARKER, str(row[0]))
-        except OSError as exc:
-            raise StudyKeyError(f"{folder / MARKER}: cannot be written ({exc.strerror})") from None
+        _write_marker(folder, str(row[0]))
         log.warning("%s: was missing; restored from the database's copy", folder / MARKER)
 
 
@@ -212,11 +209,12 @@ def _derive(key: bytes, salt: bytes) -> Sealer:
     return Sealer(AESGCM(hkdf.derive(key)))
 
 
-def _marker(folder: Path) -> dict[str, Any]:
+def _marker(folder: Path) -> dict[str, Any] | None:
+    """What sealed.json and the database's copy say; None for a study made without a key."""
     text, copy = _file(folder), _copy(folder)
     docs = [_parse(folder, t) for t in (text, copy) if t is not None]
     if not docs:
-        raise StudyKeyError(f"{folder / MARKER}: missing; the study's frames cannot be opened")
+        return None
     if len(docs) == 2 and docs[0] != docs[1]:
         raise StudyKeyError(
             f"{folder / MARKER}: differs from the database's copy (one was replaced); "
@@ -241,9 +239,9 @@ def _parse(folder: Path, text: str) -> dict[str, Any]:
 def sealer_for(folder: Path) -> Sealer | None:
     """The study's sealer; None for a study made without a key. A sealed study without
     the process's key, or with another key, is a one-line StudyKeyError."""
-    if not is_sealed(folder):
-        return None
     doc = _marker(folder)
+    if doc is None:
+        return None
     if _key is None:
         raise StudyKeyError(
             f"{folder}: its frames are encrypted; give its key (--key FILE, or ${ENV})"
@@ -268,15 +266,13 @@ def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
     salt = secrets.token_bytes(16)
     sealer = _derive(_key, salt)  # cryptography present, before anything is written
     doc = {"cipher": CIPHER, "salt": salt.hex(), "key_id": key_id(_key)}
-    try:
-        _write_durably(folder / MARKER, json.dumps(doc) + "\n")
-    except OSError as exc:
-        raise StudyKeyError(f"{folder / MARKER}: cannot be written ({exc.strerror})") from None
+    _write_marker(folder, json.dumps(doc) + "\n")
     return sealer
 
 
-def _write_durably(path: Path, text: str) -> None:
-    """``path`` holds ``text`` whole or not at all, across a power cut (owner-only)."""
+def _write_marker(folder: Path, text: str) -> None:
+    """``sealed.json`` holds ``text`` whole or not at all, across a power cut (owner-only)."""
+    path = folder / MARKER
     tmp = path.with_name(path.name + ".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -285,7 +281,7 @@ def _write_durably(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError:
+        sync_dir(folder)
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise
-    sync_dir(path.parent)
+        raise StudyKeyError(f"{path}: cannot be written ({exc.strerror})") from None
