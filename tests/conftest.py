@@ -13,13 +13,15 @@ import importlib.abc
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
+
+from tests import mounts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -212,3 +214,10 @@ def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for file in ("fp32.tflite", "int8.tflite"):
         write_card(out / file, card_fields(file, "tiny-yolo", meta, {"recipe": "random weights"}))
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (mounting needs root and CAP_SYS_ADMIN; skipped without them)."""
+    with mounts.tmpfs(tmp_path / "disk", "3m") as disk:
+        yield disk

@@ -8,12 +8,10 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import mounts
 from tests.study_runs import (
     HANG_S,
     check_content,
@@ -70,13 +68,6 @@ def test_sigkills_during_a_sealed_link_study_lose_nothing(tmp_path: Path):
     assert len(delivered) > 300
     assert (study / "sealed.json").exists()
     check_content(study, tmp_path, delivered, "--key", key)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs (mounting needs root and CAP_SYS_ADMIN; skipped without them)."""
-    with mounts.tmpfs(tmp_path / "disk", "3m") as disk:
-        yield disk
 
 
 def test_a_full_disk_under_a_sealed_study_loses_nothing(tmp_path: Path, small_disk: Path):

@@ -5,7 +5,10 @@ commands; the archive is searched byte by byte."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from edge.study import sealing
 from edge.study.errors import CorruptFrameError
 from edge.study.store import Study
+from tests import mounts
 from tests.study_runs import CLASSIFIER_ONLY, cli, write_frames
 
 pytestmark = pytest.mark.skipif(
@@ -44,6 +48,19 @@ def _count(study: Path) -> int:
 
 def _archive(study: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted((study / "archive").glob("*.bin")))
+
+
+def _copy_of(study: Path, to: Path) -> Path:
+    """A copy of the module's study for a test to change."""
+    shutil.copytree(study, to)
+    return to
+
+
+def _same_frames(out: Path, frames: Path) -> bool:
+    """``out`` holds exactly the frames of ``frames``, byte for byte."""
+    return sorted(p.read_bytes() for p in out.iterdir()) == sorted(
+        p.read_bytes() for p in frames.iterdir()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +127,7 @@ def test_another_key_or_none_fails_in_one_line_and_writes_nothing(sealed, tmp_pa
 @pytest.mark.slow
 def test_a_recording_resumed_with_its_key_stores_nothing_twice(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = tmp_path / "study"
-    import shutil
-
-    shutil.copytree(study, copy)
+    copy = _copy_of(study, tmp_path / "study")
     _run(frames, copy, key, tmp_path)  # the same folder again: every file is held
     assert _count(copy) == _count(study)
 
@@ -177,10 +191,7 @@ def test_keys_are_never_overwritten_and_bad_ones_are_named(tmp_path: Path):
 @pytest.mark.slow
 def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = tmp_path / "study"
-    import shutil
-
-    shutil.copytree(study, copy)
+    copy = _copy_of(study, tmp_path / "study")
     marker = (copy / "sealed.json").read_text()
     (copy / "sealed.json").unlink()
     before = _archive(copy)
@@ -199,9 +210,7 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
     done = cli("study", "export", copy, "--frames", out, "--key", key)
     assert done.returncode == 0, done.stderr
     assert {p.name for p in copy.iterdir()} == files
-    assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(
-        p.read_bytes() for p in frames.iterdir()
-    )
+    assert _same_frames(out, frames)
     # ...and the runtime's open puts sealed.json back as it was.
     _run(frames, copy, key, tmp_path)
     assert (copy / "sealed.json").read_text() == marker
@@ -211,11 +220,7 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
 @pytest.mark.slow
 def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = tmp_path / "study"
-    import json
-    import shutil
-
-    shutil.copytree(study, copy)
+    copy = _copy_of(study, tmp_path / "study")
     doc = json.loads((copy / "sealed.json").read_text())
     doc["salt"] = "00" * 16
     (copy / "sealed.json").write_text(json.dumps(doc))
@@ -236,27 +241,19 @@ def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tm
 @pytest.mark.slow
 def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = tmp_path / "study"
-    import shutil
-
-    shutil.copytree(study, copy)
+    copy = _copy_of(study, tmp_path / "study")
     done = cli("study", "rebuild", copy)
     assert done.returncode == 0, done.stdout + done.stderr
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.read_bytes() for p in (tmp_path / "out").iterdir()) == sorted(
-        p.read_bytes() for p in frames.iterdir()
-    )
+    assert _same_frames(tmp_path / "out", frames)
 
 
 @pytest.mark.slow
 def test_a_schema_2_sealed_study_gains_the_copy_when_the_runtime_opens_it(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = tmp_path / "study"
-    import shutil
-
-    shutil.copytree(study, copy)
+    copy = _copy_of(study, tmp_path / "study")
     db = sqlite3.connect(copy / "study.db")
     with db:
         db.execute("DROP TABLE sealing")
@@ -266,24 +263,16 @@ def test_a_schema_2_sealed_study_gains_the_copy_when_the_runtime_opens_it(sealed
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.read_bytes() for p in (tmp_path / "out").iterdir()) == sorted(
-        p.read_bytes() for p in frames.iterdir()
-    )
+    assert _same_frames(tmp_path / "out", frames)
 
 
 @pytest.mark.slow
 def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_plain(
     sealed, tmp_path: Path
 ):
-    from tests import mounts
-
     study, frames, key = sealed
     with mounts.tmpfs(tmp_path / "ro", "16m") as mount:
-        import shutil
-        import subprocess
-
-        copy = mount / "study"
-        shutil.copytree(study, copy)
+        copy = _copy_of(study, mount / "study")
         (copy / "sealed.json").unlink()
         before = sorted(p.name for p in copy.iterdir())
         assert subprocess.run(["mount", "-o", "remount,ro", str(mount)]).returncode == 0
@@ -293,7 +282,5 @@ def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_p
         assert not out.exists()
         done = cli("study", "export", copy, "--frames", out, "--key", key)
         assert done.returncode == 0, done.stderr
-        assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(
-            p.read_bytes() for p in frames.iterdir()
-        )
+        assert _same_frames(out, frames)
         assert sorted(p.name for p in copy.iterdir()) == before

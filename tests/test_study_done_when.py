@@ -15,12 +15,10 @@ import random
 import shutil
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import mounts
 from tests.study_runs import (
     HANG_S,
     check_content,
@@ -124,13 +122,6 @@ def test_verify_passes_after_a_recorder_reboot_mid_frame(tmp_path: Path):
 
 
 # --- (c) a full disk -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs (mounting needs root and CAP_SYS_ADMIN; skipped without them)."""
-    with mounts.tmpfs(tmp_path / "disk", "3m") as disk:
-        yield disk
 
 
 def test_verify_passes_after_a_full_disk_and_the_resumed_study_loses_nothing(
