@@ -46,14 +46,8 @@ from benchmarks.polyp_sequences import (
 from edge.bundled import default_model
 from edge.frames import read_image
 from edge.models.detector import Detector
-from edge.reading.events import (
-    Box,
-    Detection,
-    EventTracker,
-    TrackerSettings,
-    box_feature,
-    iou,
-)
+from edge.reading.appearance import Box, box_feature
+from edge.reading.events import Detection, EventTracker, TrackerSettings, iou
 
 VARIANTS = ("appearance", "position", "iou")
 POLYPS_PER_SEQUENCE = 3

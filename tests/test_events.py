@@ -9,13 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.reading.events import (
-    Detection,
-    EventTracker,
-    TrackerSettings,
-    appearance_distance,
-    box_feature,
-)
+from edge.reading.appearance import appearance_distance, box_feature
+from edge.reading.events import Detection, EventTracker, TrackerSettings
 
 SIZE = (320, 320)  # (w, h)
 RED = (40, 60, 220)  # BGR: a red polyp
@@ -314,7 +309,7 @@ def _counted_by_hand(
     darker than MIN_V left out; the box's pixels, then the ring's, each normalised."""
     import cv2
 
-    from edge.reading.events import MIN_V
+    from edge.reading.appearance import MIN_V
 
     bx0, by0, bx1, by1 = inside
     rx0, ry0, rx1, ry1 = window

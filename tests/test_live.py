@@ -12,7 +12,7 @@ import numpy as np
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from edge.reading.events import box_feature
+from edge.reading.appearance import box_feature
 from edge.runtime import dashboard
 from edge.runtime.dashboard import Dashboard, add_routes
 from edge.runtime.live import LiveReading

@@ -17,7 +17,8 @@ import numpy as np
 
 from edge.errors import BadInputError
 from edge.frames import decode_image
-from edge.reading.events import Detection, Event, EventTracker, TrackerSettings, box_feature
+from edge.reading.appearance import box_feature
+from edge.reading.events import Detection, Event, EventTracker, TrackerSettings
 from edge.reading.study_data import StudyData, load
 from edge.reading.timeline import Timeline, TimelineSettings, build_timeline
 from edge.study.archive import Reader

@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import BadInputError
 from edge.frames import decode_image
 from edge.preprocess import Image
-from edge.reading.events import box_feature
+from edge.reading.appearance import box_feature
 from edge.runtime.backlog import Backlog, Deferred, Work
 from edge.runtime.models import Inferred, Models
 from edge.runtime.sources import SourceFrame
