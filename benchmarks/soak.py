@@ -2,7 +2,7 @@
 live frame rate, sampling the runtime's memory (RSS), open files and threads from /proc.
 
     python -m benchmarks.soak --minutes 240 --fps 35 [--frames DIR ...] [--out DIR]
-        [--clock-jump-at 30 --clock-jump-s -3600]
+        [--clock-jump-at 30 --clock-jump-s -3600] [--key FILE]
 
 Prints one line per sample and a verdict: growth of RSS, open files and threads from the
 end of the first minute (warm-up: models, caches, SQLite pages) to the end; every frame
@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 from edge.cli.simulate import spawn_simulator
+from edge.study import sealing
+from edge.study.readonly import connect_readonly
 
 REPO = Path(__file__).resolve().parents[1]
 RSS_BOUND_MB = 20.0  # allowed growth after warm-up
@@ -79,7 +80,7 @@ def _threads(pid: int) -> int:
 def _order(db_path: Path) -> dict[str, int]:
     """Steps back in the frames' recorder timestamps and in their wall-clock arrival
     times, in index order."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db = connect_readonly(db_path)
     try:
         rows = db.execute(
             "SELECT timestamp_us, received_us FROM frames ORDER BY session, idx"
@@ -107,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="keep the study here (default: a temporary folder)")
     p.add_argument("--clock-jump-at", type=float, help="minutes in: set the wall clock off")
     p.add_argument("--clock-jump-s", type=float, default=-3600.0, help="by this (default -1 h)")
+    p.add_argument("--key", type=Path, help="encrypt the study with this key file")
     p.add_argument("runtime_args", nargs="*", help="extra arguments for capsule-edge run")
     args = p.parse_args(argv)
+    if args.key is not None:
+        sealing.use_key(args.key)  # to read the study back; the runtime gets it in its config
 
     out = args.out or Path(tempfile.mkdtemp(prefix="capsule-edge-soak-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     study = out / "study"
     hours = count / args.fps / 3600
     config = out / "soak.toml"
-    config.write_text(f"[storage]\nfps = {args.fps}\nhours = {hours:.6f}\n")
+    key = f'key_file = "{args.key.resolve()}"\n' if args.key is not None else ""
+    config.write_text(f"[storage]\nfps = {args.fps}\nhours = {hours:.6f}\n{key}")
     run = subprocess.Popen(
         [
             *(args.python, "-m", "edge.cli", "run", "--source", f"serial://{link}"),

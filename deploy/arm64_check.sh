@@ -1,8 +1,9 @@
 #!/bin/sh
 # make arm64-check: the Raspberry Pi OS bundle, installed with no network in an arm64
 # Debian bookworm root (debootstrap, Debian's own packages) run under qemu-user-static,
-# then a demo over the link, `study verify` and `capsule-edge doctor` there. Fails on any
-# error or lost frame.
+# then a demo over the link, `study verify` and `capsule-edge doctor` there, and an
+# encrypted study (AES-GCM frames, SQLCipher database) verified and exported with its key.
+# Fails on any error or lost frame.
 #
 # It proves: every wheel exists for aarch64 / Python 3.11 and installs offline from the
 # bundle alone, the models load and infer on the aarch64 builds of LiteRT and OpenVINO,
@@ -83,6 +84,16 @@ unshare --net chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root /bin/
     \$ce study verify /tmp/demo/study
     \$ce doctor --source dir:///opt/frames
     cp /tmp/demo/summary.json /opt/demo-summary.json
+    \$ce study keygen /tmp/site.key
+    CAPSULE_EDGE_STUDY_KEY=\$(cat /tmp/site.key) \$ce demo --count 10 --fps 5 --out /tmp/sealed \
+        --no-report $frames
+    \$ce study verify /tmp/sealed/study --key /tmp/site.key
+    \$ce study export /tmp/sealed/study --frames /tmp/sealed/out --key /tmp/site.key
+    [ \$(ls /tmp/sealed/out | wc -l) = 10 ] || { echo 'sealed study: not 10 frames out'; exit 1; }
+    if head -c 15 /tmp/sealed/study/study.db | grep -q 'SQLite format'; then
+        echo 'sealed study: its database is in the clear'; exit 1
+    fi
+    echo 'sealed study: 10 frames stored, verified and exported with the key; database encrypted'
 "
 "$python" - "$root/opt/demo-summary.json" "$count" <<'EOF'
 import json, sys

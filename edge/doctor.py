@@ -156,6 +156,41 @@ def disk(study: str) -> list[Check]:
     return [Check("disk", status, f"{free:.1f} GB free at {probe} (at least {MIN_FREE_GB} GB)")]
 
 
+def encryption(key_file: str) -> list[Check]:
+    """Where a key is configured (or in the environment): it reads, and both libraries
+    that use it are here; a study would otherwise be refused at its start."""
+    from edge.study import database, sealing
+
+    try:
+        keyed = sealing.use_key(Path(key_file) if key_file else None)
+    except sealing.StudyKeyError as exc:
+        return [Check("encryption", FAIL, str(exc))]
+    if not keyed:
+        return [Check("encryption", OK, "off (no [storage] key_file): studies in the clear")]
+    ident = sealing.current_key_id()
+    sealing.forget_key()
+    missing = [p for p in ("cryptography", "sqlcipher3") if not _installed(p)]
+    if missing:
+        return [Check("encryption", FAIL, f"key {ident}, but {' and '.join(missing)} missing")]
+    return [
+        Check(
+            "encryption",
+            OK,
+            f"key {ident}: frames AES-256-GCM (cryptography "
+            f"{importlib.metadata.version('cryptography')}), database SQLCipher "
+            f"{database.version()}",
+        )
+    ]
+
+
+def _installed(package: str) -> bool:
+    try:
+        importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def clock(now: float | None = None) -> list[Check]:
     now = time.time() if now is None else now
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
@@ -191,6 +226,7 @@ def run_checks(config: Any) -> list[Check]:
         *serial_port(config["source"]),
         *listed_ports(),
         *disk(config["study"]),
+        *encryption(config["storage.key_file"]),
         *clock(),
     ]
 

@@ -107,8 +107,9 @@ def finish_study(sim: subprocess.Popen, run: subprocess.Popen) -> str:
     return stop_runtime(run)
 
 
-def verify_json(study: Path) -> dict:
-    done = cli("study", "verify", study, "--json")
+def verify_json(study: Path, *extra: str | Path) -> dict:
+    done = cli("study", "verify", study, "--json", *extra)
+    assert done.stdout, done.stderr
     report = json.loads(done.stdout)
     assert done.returncode == (0 if report["ok"] else 1), done.stderr
     return report
@@ -141,15 +142,15 @@ def read_ledger(study: Path) -> dict[tuple[int, int], tuple[str, str | None]]:
 
 
 def check_content(
-    study: Path, tmp: Path, delivered: dict[tuple[int, int], int], *export: str | Path
+    study: Path, tmp: Path, delivered: dict[tuple[int, int], int], *key: str | Path
 ) -> dict:
     """verify passes, counts exactly ``delivered``, and every frame is byte-identical
-    (``export``: ``study export``'s further arguments, an encrypted study's ``--key``)."""
-    report = verify_json(study)
+    (``key``: an encrypted study's ``--key`` and its file, for verify and export)."""
+    report = verify_json(study, *key)
     assert report["ok"], report["problems"][:5]
     assert report["frames"] == len(delivered)
     assert report["ledger_rows"] >= len(delivered)
-    assert exported_crcs(study, tmp / "exported", *export) == delivered
+    assert exported_crcs(study, tmp / "exported", *key) == delivered
     return report
 
 

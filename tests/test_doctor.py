@@ -93,3 +93,23 @@ def test_a_clock_never_set_fails(now: float, status: str | None) -> None:
         assert check.status != FAIL and check.detail.startswith("2026-")
     else:
         assert check.status == FAIL and "not set" in check.detail
+
+
+def test_a_configured_key_is_checked_and_one_that_does_not_read_fails(
+    lean_python: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "site.key"
+    done = subprocess.run(
+        [str(lean_python), "-m", "edge.cli", "study", "keygen", str(key)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "keyed.toml"
+    config.write_text(f'[storage]\nkey_file = "{key}"\n')
+    rc, doc = _doctor(lean_python, "--config", str(config), "--study", str(tmp_path / "s"))
+    check = _by_name(doc)["encryption"]
+    assert rc == 0 and check["status"] == OK and "database SQLCipher 4." in check["detail"], doc
+    key.write_text("not a key\n")
+    rc, doc = _doctor(lean_python, "--config", str(config), "--study", str(tmp_path / "s"))
+    check = _by_name(doc)["encryption"]
+    assert rc == 1 and check["status"] == FAIL and "64 hex digits" in check["detail"], doc

@@ -1,7 +1,7 @@
 """An encrypted study under the faults a plain one survives (``test_study_done_when``):
-SIGKILLs during a link study and a full disk. ``study verify`` proves it whole without
-the key after each, and with the key every frame acknowledged opens byte-identical to
-what the recorder sent (the simulator's ground truth)."""
+SIGKILLs during a link study and a full disk. ``study verify`` proves it whole after
+each (its database encrypted too: with the key), and every frame acknowledged opens
+byte-identical to what the recorder sent (the simulator's ground truth)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_sigkills_during_a_sealed_link_study_lose_nothing(tmp_path: Path):
                     assert run.stdout.readline(), run.stderr.read() if run.stderr else ""
                 run.send_signal(signal.SIGKILL)
                 run.wait()
-            report = verify_json(study)  # without the key
+            report = verify_json(study, "--key", key)
             for problem in report["problems"]:  # a kill's tail, never acknowledged
                 assert problem["message"].endswith("stored, but not in the ledger"), problem
         run = start_runtime(link, study, "--config", config)
@@ -81,7 +81,7 @@ def test_a_full_disk_under_a_sealed_study_loses_nothing(tmp_path: Path, small_di
         assert run.returncode == 1, err[-3000:]
         last = err.strip().splitlines()[-1]
         assert "cannot store frames" in last and ("disk is full" in last or "No space" in last)
-        report = verify_json(small_disk / "study")
+        report = verify_json(small_disk / "study", "--key", key)
         assert report["ok"], report["problems"][:5]
         assert 0 < report["frames"] < 400
         moved = tmp_path / "study"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.study import sealing
+from edge.study import database, sealing
 from edge.study.errors import CorruptFrameError
+from edge.study.readonly import connect_readonly
 from edge.study.store import Study
 from tests import mounts
 from tests.study_runs import CLASSIFIER_ONLY, cli, write_frames
@@ -38,12 +39,21 @@ def _run(frames: Path, study: Path, key: Path, tmp: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _count(study: Path) -> int:
-    db = sqlite3.connect(f"file:{study / 'study.db'}?mode=ro", uri=True)
+def _rows(study: Path, key: Path, sql: str) -> list[tuple[object, ...]]:
+    """A query on the study's database, opened with ``key`` as the commands open it."""
+    sealing.use_key(key)
     try:
-        return int(db.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
+        db = connect_readonly(study / "study.db")
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
     finally:
-        db.close()
+        sealing.forget_key()
+
+
+def _count(study: Path, key: Path) -> int:
+    return int(_rows(study, key, "SELECT COUNT(*) FROM frames")[0][0])
 
 
 def _archive(study: Path) -> bytes:
@@ -54,6 +64,13 @@ def _copy_of(study: Path, to: Path) -> Path:
     """A copy of the module's study for a test to change."""
     shutil.copytree(study, to)
     return to
+
+
+def _files(study: Path) -> list[tuple[str, bytes]]:
+    """The study's files and their bytes, but for its lock (which names its last holder)."""
+    return sorted(
+        (p.name, p.read_bytes()) for p in study.rglob("*") if p.is_file() and p.name != "lock"
+    )
 
 
 def _same_frames(out: Path, frames: Path) -> bool:
@@ -78,7 +95,7 @@ def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp
     study, frames, key = sealed
     archive = _archive(study)
     originals = {p.name: p.read_bytes() for p in frames.iterdir()}
-    assert _count(study) == len(originals)
+    assert _count(study, key) == len(originals)
     for data in originals.values():
         assert data[100:164] not in archive  # not a stretch of any frame
     assert key.read_text().strip() not in (study / "sealed.json").read_text()
@@ -93,9 +110,27 @@ def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp
     assert not (study / "report.html").exists()
     done = cli("report", study, "--key", key, "--out", tmp_path / "report")
     assert done.returncode == 0, done.stderr
-    # Verify proves it whole without the key (it checks the sealed bytes' CRC).
-    done = cli("study", "verify", study)
+    # Verify proves it whole with its key; without it, it says so in one line.
+    done = cli("study", "verify", study, "--key", key)
     assert done.returncode == 0, done.stdout + done.stderr
+    done = cli("study", "verify", study)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "encrypted; give its key" in lines[0]
+
+
+@pytest.mark.slow
+def test_the_database_holds_nothing_in_the_clear(sealed):
+    """The frames' index, times, origins and every finding: encrypted page by page."""
+    study, frames, key = sealed
+    names = {str(r[0]) for r in _rows(study, key, "SELECT origin FROM frames")}
+    labels = {str(r[0]) for r in _rows(study, key, "SELECT label FROM findings")}
+    assert names == {p.name for p in frames.iterdir()} and labels  # what to look for
+    raw = b"".join(p.read_bytes() for p in study.glob("study.db*"))
+    assert not raw.startswith(b"SQLite format 3")
+    for text in names | labels | {"CREATE TABLE", "frames"}:
+        assert text.encode() not in raw, text
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        sqlite3.connect(study / "study.db").execute("SELECT * FROM frames")
 
 
 @pytest.mark.slow
@@ -105,7 +140,7 @@ def test_another_key_or_none_fails_in_one_line_and_writes_nothing(sealed, tmp_pa
     before = _archive(study)
     for args, said in [
         (["--key", other], "the key given is not this study's"),
-        ([], "its frames are encrypted; give its key"),
+        ([], "encrypted; give its key"),
     ]:
         out = tmp_path / "out"
         done = cli("study", "export", study, "--frames", out, *args)
@@ -129,7 +164,7 @@ def test_a_recording_resumed_with_its_key_stores_nothing_twice(sealed, tmp_path:
     study, frames, key = sealed
     copy = _copy_of(study, tmp_path / "study")
     _run(frames, copy, key, tmp_path)  # the same folder again: every file is held
-    assert _count(copy) == _count(study)
+    assert _count(copy, key) == _count(study, key)
 
 
 def test_a_sealed_frame_opens_only_where_it_was_stored(tmp_path: Path):
@@ -198,7 +233,7 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
     # Without it and without the key: refused as encrypted, never exported as ciphertext.
     out = tmp_path / "out"
     done = cli("study", "export", copy, "--frames", out)
-    assert done.returncode == 2 and "its frames are encrypted" in done.stderr, done.stderr
+    assert done.returncode == 2 and "give its key" in done.stderr, done.stderr
     assert not out.exists()
     # Nor does a runtime without the key add plain frames to it.
     done = cli("run", "--source", f"dir://{frames}", "--study", copy, *CLASSIFIER_ONLY)
@@ -242,8 +277,14 @@ def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tm
 def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
     study, frames, key = sealed
     copy = _copy_of(study, tmp_path / "study")
-    done = cli("study", "rebuild", copy)
+    before = _files(copy)
+    done = cli("study", "rebuild", copy)  # without the key: refused, nothing changed
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "needs its key" in lines[0], done.stderr
+    assert _files(copy) == before
+    done = cli("study", "rebuild", copy, "--key", key)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert not (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
@@ -254,6 +295,7 @@ def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
 def test_a_schema_2_sealed_study_gains_the_copy_when_the_runtime_opens_it(sealed, tmp_path: Path):
     study, frames, key = sealed
     copy = _copy_of(study, tmp_path / "study")
+    _plain_database(copy, key)  # as a version before the database's own encryption
     db = sqlite3.connect(copy / "study.db")
     with db:
         db.execute("DROP TABLE sealing")
@@ -278,9 +320,52 @@ def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_p
         assert subprocess.run(["mount", "-o", "remount,ro", str(mount)]).returncode == 0
         out = tmp_path / "out"
         done = cli("study", "export", copy, "--frames", out)
-        assert done.returncode == 2 and "its frames are encrypted" in done.stderr, done.stderr
+        assert done.returncode == 2 and "give its key" in done.stderr, done.stderr
         assert not out.exists()
         done = cli("study", "export", copy, "--frames", out, "--key", key)
         assert done.returncode == 0, done.stderr
         assert _same_frames(out, frames)
         assert sorted(p.name for p in copy.iterdir()) == before
+
+
+def _plain_database(study: Path, key: Path) -> None:
+    """The study's database decrypted in place (SQLCipher's own export), as a study sealed
+    before databases were encrypted has it: its frames alone encrypted."""
+    sealing.use_key(key)
+    try:
+        db = database.connect(study / "study.db", isolation_level=None)
+        plain = study / "plain.db"
+        db.execute(f"ATTACH DATABASE '{plain}' AS plain KEY ''")
+        db.execute("SELECT sqlcipher_export('plain')")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db.execute(f"PRAGMA plain.user_version = {version}")
+        db.execute("DETACH DATABASE plain")
+        db.close()
+    finally:
+        sealing.forget_key()
+    plain.replace(study / "study.db")
+
+
+@pytest.mark.slow
+def test_a_study_sealed_before_its_database_was_encrypted_opens_and_rebuild_encrypts_it(
+    sealed, tmp_path: Path
+):
+    study, frames, key = sealed
+    copy = _copy_of(study, tmp_path / "study")
+    _plain_database(copy, key)
+    assert (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
+    found = _rows(copy, key, "SELECT COUNT(*) FROM findings")
+    # Read and resumed as it was: frames opened with the key, nothing stored twice.
+    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert _same_frames(tmp_path / "out", frames)
+    _run(frames, copy, key, tmp_path)
+    assert _count(copy, key) == len(list(frames.iterdir()))
+    # Rebuilt with its key: the database encrypted, every frame and finding kept.
+    done = cli("study", "rebuild", copy, "--key", key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
+    assert _rows(copy, key, "SELECT COUNT(*) FROM findings") == found
+    done = cli("study", "export", copy, "--frames", tmp_path / "again", "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert _same_frames(tmp_path / "again", frames)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.study import audit
+from edge.study import audit, database
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -32,7 +31,7 @@ def _one_line(cmd: Command) -> Command:
 
         try:
             return cmd(args)
-        except sqlite3.DatabaseError as exc:
+        except database.DatabaseError as exc:
             where = getattr(args, "study", None) or getattr(args, "dir", "")
             raise StudyError(f"{where}: study.db: damaged or unreadable ({exc})") from None
 
@@ -162,17 +161,25 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 1 if done.problems else 0
 
 
+def _key_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
+    )
+
+
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("study", help="look at, check, export or rebuild a study folder")
     ssub = s.add_subparsers(dest="study_command", required=True)
 
     ls = ssub.add_parser("ls", help="the studies under a folder, one line each")
     ls.add_argument("dir", nargs="?", type=Path, default=Path("."), help="default: .")
+    _key_option(ls)
     ls.set_defaults(func=cmd_ls)
 
     show = ssub.add_parser("show", help="runs, settings, models, counts, ledger, sessions")
     show.add_argument("study", type=Path)
     show.add_argument("--json", action="store_true", help="as JSON")
+    _key_option(show)
     show.set_defaults(func=cmd_show)
 
     verify = ssub.add_parser(
@@ -182,13 +189,12 @@ def add_parsers(sub: Any) -> None:
     )
     verify.add_argument("study", type=Path)
     verify.add_argument("--json", action="store_true", help="as JSON")
+    _key_option(verify)
     verify.set_defaults(func=cmd_verify)
 
     export = ssub.add_parser("export", help="frames as files, findings as CSV or JSON")
     export.add_argument("study", type=Path)
-    export.add_argument(
-        "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
-    )
+    _key_option(export)
     export.add_argument(
         "--frames", type=Path, metavar="DIR", help="write <session>-<index>.<ext> files here"
     )
@@ -218,4 +224,5 @@ def add_parsers(sub: Any) -> None:
         "rebuild", help="recover study.db's index from the archive (the old one is kept)"
     )
     rebuild.add_argument("study", type=Path)
+    _key_option(rebuild)
     rebuild.set_defaults(func=cmd_rebuild)

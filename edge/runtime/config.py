@@ -61,9 +61,9 @@ bad value is a one-line error naming the key and the file.
     fps = 0.0               # for the start-up estimate: the recorder's frames a second
     hours = 12.0            # and the study's length (0 fps: no estimate)
     frame_kb = 0.0          # mean frame size; 0 = measured from the study's frames
-    key_file = ""           # a new study's frames encrypted with this key (AES-256-GCM;
-                            # `capsule-edge study keygen FILE`; or $CAPSULE_EDGE_STUDY_KEY);
-                            # never inside the study
+    key_file = ""           # a new study's frames (AES-256-GCM) and database (SQLCipher)
+                            # encrypted with this key (`capsule-edge study keygen FILE`;
+                            # or $CAPSULE_EDGE_STUDY_KEY); never inside the study
 
     [output]
     jsonl = false           # findings as JSON lines on stdout

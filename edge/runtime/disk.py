@@ -12,13 +12,14 @@ stored. The reserve is the guard; the estimate is the warning.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import BadInputError
+from edge.study import database
+from edge.study.readonly import connect_readonly
 
 MB = 1_000_000
 OVERHEAD = 1.03  # the database and record headers beside the frames' bytes, measured ~1 %
@@ -47,12 +48,12 @@ def measured_frame_bytes(db_path: Path) -> tuple[float, int] | None:
     if not db_path.is_file():
         return None
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        db = connect_readonly(db_path)
         try:
             mean, n = db.execute("SELECT AVG(length), COUNT(*) FROM frames").fetchone()
         finally:
             db.close()
-    except sqlite3.Error:
+    except database.Unreadable:  # the study's own opening says what is wrong
         return None
     return (float(mean), int(n)) if n else None
 

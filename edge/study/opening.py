@@ -15,7 +15,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from edge.study import archive, schema
+from edge.study import archive, database, schema, sealing
 from edge.study.archive import PRIVATE_FILE, Reader, Scanned
 from edge.study.errors import StudyError
 
@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 MAX_COMMIT_FRAMES = 512  # one commit holds at most this many frames
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False, encrypt: bool = False) -> sqlite3.Connection:
+    """``encrypt``: a new database is made encrypted (the process's key)."""
     if readonly:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        db = database.connect(path, uri=f"file:{path}?mode=ro", check_same_thread=False)
     else:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db = database.connect(path, encrypt=encrypt, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=10000")
@@ -45,12 +46,14 @@ def open_database(folder: Path) -> sqlite3.Connection:
             f"{db_path}: missing or empty, but archive/ holds {held:,} bytes of frames: {rebuild}"
         )
     if not db_path.exists():  # owner-only; SQLite gives its -wal and -shm the same mode
+        if sealing.has_key():
+            sealing.refuse_key_inside(folder)
         os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-    try:
-        db = connect(db_path)
+    try:  # a new study with a key: its database encrypted from its first page
+        db = connect(db_path, encrypt=sealing.has_key())
         ok = db.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
-            raise sqlite3.DatabaseError(ok)
+            raise StudyError(f"{db_path}: damaged ({ok}); {rebuild}")
         found = schema.tables(db)
         if not found:
             if held:
@@ -66,7 +69,7 @@ def open_database(folder: Path) -> sqlite3.Connection:
                 f"{db_path}: written by a newer capsule-edge (schema "
                 f"{schema.version(db)}, this one knows {schema.VERSION})"
             )
-    except sqlite3.DatabaseError as exc:
+    except database.DatabaseError as exc:
         raise StudyError(f"{db_path}: damaged ({exc}); {rebuild}") from None
     return db
 

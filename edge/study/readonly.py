@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.study import archive, schema
+from edge.study import archive, database, schema
 from edge.study.errors import StudyError
 
 
@@ -31,7 +31,7 @@ def connect_readonly(db_path: Path) -> sqlite3.Connection:
     """
     wal = db_path.with_name(db_path.name + "-wal")
     mode = "ro" if wal.exists() else "ro&immutable=1"
-    db = sqlite3.connect(f"file:{db_path}?mode={mode}", uri=True, check_same_thread=False)
+    db = database.connect(db_path, uri=f"file:{db_path}?mode={mode}", check_same_thread=False)
     db.execute("PRAGMA busy_timeout=10000")
     return db
 
@@ -79,12 +79,12 @@ def open_study(folder: Path) -> StudyView:
         raise StudyError(f"{db_path}: {what}, and archive/ holds no frames: an empty study")
     try:
         db = connect_readonly(db_path)
-    except sqlite3.Error as exc:
+    except database.Error as exc:
         raise StudyError(f"{db_path}: cannot be opened ({exc})") from None
     try:
         found = schema.tables(db)
         version = schema.version(db)
-    except sqlite3.DatabaseError as exc:
+    except database.DatabaseError as exc:
         db.close()
         raise StudyError(f"{db_path}: not a study database ({exc}); {rebuild}") from None
     if "frames" not in found:

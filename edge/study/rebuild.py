@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.study import archive, schema, store
+from edge.study import archive, database, schema, sealing, store
 from edge.study.archive import Damage, Scanned
 from edge.study.durable import sync_dir
 from edge.study.errors import StudyError
@@ -109,7 +109,14 @@ def _rebuild(folder: Path) -> Rebuilt:
     old, new = folder / "study.db", folder / "study.db.rebuilding"
     for path in _files(new):  # an earlier rebuild, interrupted: ours to redo
         path.unlink(missing_ok=True)
-    db = store.connect(new)
+    encrypt = _encrypts(folder, old)
+    if not encrypt and database.is_encrypted(old):  # damaged, or encrypted: kept either way
+        done.notes.append(
+            "the old database is not plain SQLite: damaged, or an encrypted study's that "
+            "lost its sealed.json; if the study was made with a key, put the old database "
+            "back and rebuild with --key: its frames are still sealed in the archive"
+        )
+    db = store.connect(new, encrypt=encrypt)
     try:
         schema.create(db)
         with db:
@@ -120,7 +127,7 @@ def _rebuild(folder: Path) -> Rebuilt:
                 "INSERT OR IGNORE INTO ledger SELECT session, idx, 'delivered', NULL FROM frames"
             )
         done.sessions = db.execute("SELECT COUNT(DISTINCT session) FROM frames").fetchone()[0]
-    except sqlite3.Error as exc:
+    except database.Error as exc:
         db.close()
         raise StudyError(f"{new}: cannot build the new database ({exc})") from None
     db.close()  # the last connection: its WAL is checkpointed into the file and removed
@@ -139,6 +146,22 @@ def _rebuild(folder: Path) -> Rebuilt:
     sync_dir(folder)
     done.seconds = time.perf_counter() - started
     return done
+
+
+def _encrypts(folder: Path, old: Path) -> bool:
+    """Whether the new database is encrypted: a sealed study's is, with its key (which
+    also encrypts one sealed by an earlier version, its frames alone encrypted)."""
+    if not sealing.has_key():
+        if database.is_encrypted(old) and (folder / sealing.MARKER).exists():
+            raise sealing.StudyKeyError(
+                f"{old}: encrypted; rebuilding it needs its key (--key FILE, or ${sealing.ENV})"
+            )
+        return False
+    sealing.check_marker_key(folder)  # never a new database under another study's key
+    sealed = (folder / sealing.MARKER).exists() or database.is_encrypted(old)
+    with contextlib.suppress(sealing.StudyKeyError):  # a damaged database: rebuilt plain
+        sealed = sealed or sealing.is_sealed(folder)
+    return sealed
 
 
 def _index(folder: Path, db: sqlite3.Connection, done: Rebuilt) -> None:
@@ -216,7 +239,7 @@ def _salvage(old: Path, db: sqlite3.Connection, done: Rebuilt) -> None:
         return
     try:
         src = connect_readonly(old)
-    except sqlite3.Error as exc:
+    except database.Unreadable as exc:  # an encrypted one whose page 1 is damaged
         done.salvage_note = f"the old database cannot be opened ({exc})"
         return
     try:
@@ -250,8 +273,8 @@ def _salvage(old: Path, db: sqlite3.Connection, done: Rebuilt) -> None:
             _rows(src, "frames", "received_us, session, idx"),
         )
         db.execute("RELEASE salvage")
-    except sqlite3.DatabaseError as exc:
-        with contextlib.suppress(sqlite3.Error):
+    except database.DatabaseError as exc:
+        with contextlib.suppress(*database.Error):
             db.execute("ROLLBACK TO salvage")
             db.execute("RELEASE salvage")
         done.salvaged = {}

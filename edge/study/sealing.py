@@ -8,8 +8,9 @@ key's id, never the key) and seals every frame it stores as
 under a key derived for this study alone (HKDF-SHA256 of the site key and the salt), with
 the frame's session and index as associated data, so that a record moved to another
 place, or into another study, does not open. The record's CRC-32C is that of the sealed
-bytes: ``study verify`` proves an encrypted study whole without its key; reading a frame
-(export, report, the runtime's own inference) needs it.
+bytes. The study's database is encrypted as well (``edge.study.database``), so that
+reading anything of it (verify, export, report, the runtime's own inference) needs the
+key; a study sealed by an earlier version has its frames alone encrypted.
 
 The key is 32 random bytes as 64 hex digits, in a file (``[storage] key_file``, ``--key``)
 or in ``CAPSULE_EDGE_STUDY_KEY``; ``capsule-edge study keygen FILE`` makes one. It is never
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.study import database
 from edge.study.durable import sync_dir
 from edge.study.errors import CorruptFrameError, StudyError
 
@@ -89,6 +91,28 @@ def use_key(key_file: Path | None = None) -> bool:
     return _key is not None
 
 
+def has_key() -> bool:
+    return _key is not None
+
+
+def refuse_key_inside(folder: Path) -> None:
+    """A key kept inside the study it would lock is refused before anything is made."""
+    if _key_from and Path(_key_from).is_relative_to(folder.resolve()):
+        raise StudyKeyError(f"{_key_from}: the key is inside the study it locks; keep it elsewhere")
+
+
+def database_key() -> bytes | None:
+    """The key of the process's encrypted study databases (``edge.study.database``):
+    derived from the site key for that use alone; None without a key."""
+    if _key is None:
+        return None
+    return hmac.new(_key, b"capsule-edge study database v1", hashlib.sha256).digest()
+
+
+def current_key_id() -> str:
+    return key_id(_key) if _key is not None else "none"
+
+
 def forget_key() -> None:
     global _key, _key_from
     _key, _key_from = None, ""
@@ -138,7 +162,11 @@ class Sealer:
 
 
 def is_sealed(folder: Path) -> bool:
-    return (folder / MARKER).exists() or _copy(folder) is not None
+    return (
+        (folder / MARKER).exists()
+        or database.is_encrypted(folder / DATABASE)
+        or _copy(folder) is not None
+    )
 
 
 def _file(folder: Path) -> str | None:
@@ -171,7 +199,7 @@ def _copy(folder: Path) -> str | None:
                 row = None
         finally:
             db.close()
-    except sqlite3.Error as exc:
+    except database.Error as exc:
         raise StudyKeyError(
             f"{path}: cannot be read to tell whether the study is encrypted ({exc})"
         ) from None
@@ -185,7 +213,7 @@ def keep_copies(folder: Path, db: sqlite3.Connection) -> None:
     if text is not None and row is None:
         try:
             db.execute("INSERT INTO sealing (doc) VALUES (?)", (text,))
-        except sqlite3.Error as exc:
+        except database.Error as exc:
             raise StudyKeyError(
                 f"{folder / DATABASE}: cannot keep sealed.json's copy ({exc})"
             ) from None
@@ -210,8 +238,12 @@ def _derive(key: bytes, salt: bytes) -> Sealer:
 
 
 def _marker(folder: Path) -> dict[str, Any] | None:
-    """What sealed.json and the database's copy say; None for a study made without a key."""
-    text, copy = _file(folder), _copy(folder)
+    """What sealed.json and the database's copy say; None for a study made without a key.
+    A key that is not sealed.json's is named as such before its database is tried."""
+    text = _file(folder)
+    if text is not None and _key is not None:
+        _check_key(folder, _parse(folder, text))
+    copy = _copy(folder)
     docs = [_parse(folder, t) for t in (text, copy) if t is not None]
     if not docs:
         return None
@@ -246,21 +278,31 @@ def sealer_for(folder: Path) -> Sealer | None:
         raise StudyKeyError(
             f"{folder}: its frames are encrypted; give its key (--key FILE, or ${ENV})"
         )
-    if key_id(_key) != doc["key_id"]:
+    _check_key(folder, doc)
+    return _derive(_key, doc["salt"])
+
+
+def check_marker_key(folder: Path) -> None:
+    """A key that is not the one sealed.json names (if it is there) is refused."""
+    text = _file(folder)
+    if text is not None:
+        _check_key(folder, _parse(folder, text))
+
+
+def _check_key(folder: Path, doc: dict[str, Any]) -> None:
+    if _key is not None and key_id(_key) != doc["key_id"]:
         raise StudyKeyError(
             f"{folder}: the key given is not this study's "
             f"(key id {key_id(_key)}, the study's {doc['key_id']})"
         )
-    return _derive(_key, doc["salt"])
 
 
 def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
     """As ``sealer_for``, and a new study with a key is sealed from its first frame. A
     study that already holds plain frames is never sealed halfway."""
-    if is_sealed(folder) or _key is None:
+    if _key is None or _marker(folder) is not None:
         return sealer_for(folder)
-    if _key_from and Path(_key_from).is_relative_to(folder.resolve()):
-        raise StudyKeyError(f"{_key_from}: the key is inside the study it locks; keep it elsewhere")
+    refuse_key_inside(folder)
     if has_frames:
         raise StudyKeyError(f"{folder}: made without a key; its frames stay as they are (no key)")
     salt = secrets.token_bytes(16)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from edge.study import archive
+from edge.study import archive, database
 from edge.study.archive import Damage, Reader, Scanned
 from edge.study.errors import StudyError
 from edge.study.problems import Problem, Report
@@ -67,7 +67,7 @@ def verify(folder: Path) -> Report:
         try:
             _Merge(view, report).run()
             _check_tables(view.db, report)
-        except sqlite3.DatabaseError as exc:
+        except database.DatabaseError as exc:
             raise StudyError(f"{folder / 'study.db'}: damaged ({exc})") from None
         finally:
             view.db.rollback()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge.study import archive
-from edge.study.errors import StudyError
+from edge.study import archive, database
 from edge.study.readonly import StudyView, is_study, lock_holder, open_study
 
 MAX_DEPTH = 3  # ``ls DIR`` looks this many folders down (a demo's --out holds study/)
@@ -77,7 +75,7 @@ def ls_line(folder: Path) -> str:
     try:
         with open_study(folder) as view:
             c = counts(view)
-    except (StudyError, sqlite3.DatabaseError) as exc:
+    except database.Unreadable as exc:
         return f"{folder}  unusable: {str(exc).removeprefix(f'{folder}/')}  ({in_use})"
     return (
         f"{folder}  {c['frames']} frames  {c['sessions']} session(s)  "
