@@ -8,6 +8,7 @@ CPU or a model whose sha256 is not its card's shows here, not at the patient's s
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import time
@@ -169,7 +170,11 @@ def encryption(key_file: str) -> list[Check]:
         return [Check("encryption", OK, "off (no [storage] key_file): studies in the clear")]
     ident = sealing.current_key_id()
     sealing.forget_key()
-    missing = [p for p in ("cryptography", "sqlcipher3") if not _installed(p)]
+    usable = {  # imported, not only installed: a wheel for another machine fails here
+        "cryptography": _imports("cryptography.hazmat.primitives.ciphers.aead"),
+        "sqlcipher3": database.version() is not None,
+    }
+    missing = [name for name, ok in usable.items() if not ok]
     if missing:
         return [Check("encryption", FAIL, f"key {ident}, but {' and '.join(missing)} missing")]
     return [
@@ -183,10 +188,10 @@ def encryption(key_file: str) -> list[Check]:
     ]
 
 
-def _installed(package: str) -> bool:
+def _imports(module: str) -> bool:
     try:
-        importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
+        importlib.import_module(module)
+    except ImportError:
         return False
     return True
 

@@ -113,3 +113,17 @@ def test_a_configured_key_is_checked_and_one_that_does_not_read_fails(
     rc, doc = _doctor(lean_python, "--config", str(config), "--study", str(tmp_path / "s"))
     check = _by_name(doc)["encryption"]
     assert rc == 1 and check["status"] == FAIL and "64 hex digits" in check["detail"], doc
+
+    # The libraries it needs, imported (not only installed): sqlcipher3 kept from loading.
+    key.unlink()
+    done = subprocess.run(
+        [str(lean_python), "-m", "edge.cli", "study", "keygen", str(key)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "sqlcipher3.py").write_text("raise ImportError('kept from loading')\n")
+    env = {**os.environ, "PYTHONPATH": str(shadow)}
+    rc, doc = _doctor(lean_python, "--config", str(config), "--study", str(tmp_path / "s"), env=env)
+    check = _by_name(doc)["encryption"]
+    assert rc == 1 and check["status"] == FAIL and "sqlcipher3 missing" in check["detail"], doc

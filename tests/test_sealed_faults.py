@@ -39,6 +39,12 @@ def _keyed(tmp: Path) -> tuple[Path, str]:
     return key, str(config)
 
 
+def _database_encrypted(study: Path) -> None:
+    """study.db and its write-ahead log hold no page in the clear after the faults."""
+    raw = b"".join(p.read_bytes() for p in study.glob("study.db*"))
+    assert not raw.startswith(b"SQLite format 3") and b"CREATE TABLE" not in raw
+
+
 def test_sigkills_during_a_sealed_link_study_lose_nothing(tmp_path: Path):
     key, config = _keyed(tmp_path)
     frames = write_frames(tmp_path / "frames")
@@ -67,6 +73,7 @@ def test_sigkills_during_a_sealed_link_study_lose_nothing(tmp_path: Path):
     delivered = {k: crc for k, crc in sent.items() if k not in dropped}
     assert len(delivered) > 300
     assert (study / "sealed.json").exists()
+    _database_encrypted(study)
     check_content(study, tmp_path, delivered, "--key", key)
 
 
@@ -93,4 +100,5 @@ def test_a_full_disk_under_a_sealed_study_loses_nothing(tmp_path: Path, small_di
     _, sent = read_truth(tmp_path)
     assert len(sent) == 400
     assert (moved / "sealed.json").exists()
+    _database_encrypted(moved)
     check_content(moved, tmp_path, sent, "--key", key)

@@ -237,7 +237,7 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
     assert not out.exists()
     # Nor does a runtime without the key add plain frames to it.
     done = cli("run", "--source", f"dir://{frames}", "--study", copy, *CLASSIFIER_ONLY)
-    assert done.returncode == 2 and "encrypted" in done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "give its key" in done.stderr.strip().splitlines()[-1]
     assert _archive(copy) == before
     # With the key, the database's copy opens the frames as they came (and the reader
     # leaves the folder as it was, but for its audit line)...
@@ -369,3 +369,72 @@ def test_a_study_sealed_before_its_database_was_encrypted_opens_and_rebuild_encr
     done = cli("study", "export", copy, "--frames", tmp_path / "again", "--key", key)
     assert done.returncode == 0, done.stderr
     assert _same_frames(tmp_path / "again", frames)
+
+
+def _run_fails(frames: Path, study: Path, tmp: Path, *key: Path) -> str:
+    """``run`` on the study, which must refuse: its last line."""
+    config = tmp / "run.toml"
+    config.write_text("[storage]\nreserve_mb = 0\n" + (f'key_file = "{key[0]}"\n' if key else ""))
+    done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
+               *CLASSIFIER_ONLY)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_study_is_encrypted_whole_or_not_at_all(sealed, tmp_path: Path):
+    """Never frames sealed beside a plain database, nor a plain database made for a
+    sealed study."""
+    _, frames, key = sealed
+    # A study opened without a key and closed before its first frame has a plain
+    # database: a run with the key does not seal frames into it.
+    with Study(tmp_path / "s"):
+        pass
+    assert (tmp_path / "s" / "study.db").read_bytes().startswith(b"SQLite format 3")
+    before = _files(tmp_path / "s")
+    assert "holds no frame yet" in _run_fails(frames, tmp_path / "s", tmp_path, key)
+    assert _files(tmp_path / "s") == before
+    # A sealed study that lost its database before its first frame: no plain one is made
+    # for it without the key.
+    sealing.use_key(key)
+    try:
+        with Study(tmp_path / "sealed"):
+            pass
+    finally:
+        sealing.forget_key()
+    assert (tmp_path / "sealed" / "sealed.json").exists()
+    for path in (tmp_path / "sealed").glob("study.db*"):
+        path.unlink()
+    assert "give its key" in _run_fails(frames, tmp_path / "sealed", tmp_path)
+    assert not (tmp_path / "sealed" / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_rebuild_never_builds_a_lost_sealed_json_study_plain_or_under_another_key(
+    sealed, tmp_path: Path
+):
+    study, frames, key = sealed
+    copy = _copy_of(study, tmp_path / "study")
+    (copy / "sealed.json").unlink()
+    before = _files(copy)
+    other = _keygen(tmp_path / "other.key")
+    for args, said in [
+        ([], "an encrypted study's database (rebuilding it needs its key"),
+        (["--key", other], "does not open with the key given, and there is no sealed.json"),
+    ]:
+        done = cli("study", "rebuild", copy, *args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and said in lines[0], done.stderr
+        assert _files(copy) == before
+    # With its key: rebuilt encrypted, the database's copy of sealed.json kept, so the
+    # frames open and the runtime puts sealed.json back.
+    done = cli("study", "rebuild", copy, "--key", key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
+    assert done.returncode == 0, done.stderr
+    assert _same_frames(tmp_path / "out", frames)
+    _run(frames, copy, key, tmp_path)
+    assert (copy / "sealed.json").read_text() == (study / "sealed.json").read_text()
+    # --plain is for a study made without a key: never one that sealed.json marks.
+    done = cli("study", "rebuild", copy, "--plain")
+    assert done.returncode == 2 and "not --plain" in done.stderr, done.stderr

@@ -156,7 +156,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from edge.study.rebuild import rebuild
 
-    done = rebuild(args.study)
+    done = rebuild(args.study, plain=args.plain)
     print("\n".join(done.text(args.study)))
     return 1 if done.problems else 0
 
@@ -225,4 +225,10 @@ def add_parsers(sub: Any) -> None:
     )
     rebuild.add_argument("study", type=Path)
     _key_option(rebuild)
+    rebuild.add_argument(
+        "--plain",
+        action="store_true",
+        help="the study was made without a key: rebuild it even when its study.db is not "
+        "plain SQLite (damaged; without its key an encrypted one looks the same)",
+    )
     rebuild.set_defaults(func=cmd_rebuild)

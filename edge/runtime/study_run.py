@@ -74,6 +74,11 @@ def run_study(
         recording = source.recording if recording is None else recording
         config = settings.choose_workers(config, recording)
         folder = Path(config["study"])
+        try:  # before the disk check: it reads a resumed study's frame sizes
+            if config["storage.key_file"]:
+                sealing.use_key(Path(config["storage.key_file"]))
+        except StudyError as exc:
+            raise BadInputError(str(exc)) from None
         warning = disk.check_at_start(
             folder,
             config["storage.reserve_mb"],
@@ -85,8 +90,6 @@ def run_study(
             log.warning("%s", warning)
             print(f"capsule-edge: warning: {warning}", file=announce)
         try:
-            if config["storage.key_file"]:
-                sealing.use_key(Path(config["storage.key_file"]))
             study = Study(folder)
         except StudyError as exc:
             raise BadInputError(str(exc)) from None

@@ -22,6 +22,7 @@ from typing import Any, cast
 from edge.study.errors import StudyError
 
 PLAIN_HEADER = b"SQLite format 3\x00"
+NOT_A_DATABASE = 26  # SQLITE_NOTADB: what a wrong key (or a damaged first page) gives
 
 try:  # imported up front so that its exceptions can be caught everywhere
     import sqlcipher3 as _cipher
@@ -46,7 +47,8 @@ def is_encrypted(path: Path) -> bool:
             head = f.read(len(PLAIN_HEADER))
     except OSError:
         return False
-    return len(head) == len(PLAIN_HEADER) and head != PLAIN_HEADER
+    # Zeros are a page a crash or a disk left blank, never SQLCipher's random salt.
+    return len(head) == len(PLAIN_HEADER) and head not in (PLAIN_HEADER, bytes(len(head)))
 
 
 def version() -> str | None:
@@ -88,14 +90,16 @@ def connect(
             f"{path}: not a study database: not plain SQLite, so damaged, or an encrypted "
             f"study's that lost its sealed.json; if so, {give}"
         )
-    db = _cipher.connect(target, **kwargs)
+    db = _cipher.connect(target, **{"timeout": 10.0, **kwargs})  # a writer's commit waited for
     try:
         db.execute("PRAGMA cipher_log_level = NONE")  # its own lines on stderr: ours say it
         db.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         db.execute("PRAGMA temp_store = MEMORY")  # sorts and temporary tables never on disk
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-    except _cipher.DatabaseError:
+    except _cipher.DatabaseError as exc:
         db.close()
+        if getattr(exc, "sqlite_errorcode", NOT_A_DATABASE) != NOT_A_DATABASE:
+            raise  # busy, an I/O error: the caller's to word, not a key's
         sealing.check_marker_key(path.parent)  # another study's key, as sealed.json names it
         raise sealing.StudyKeyError(
             f"{path}: does not open with the key given (key id {sealing.current_key_id()}): "

@@ -87,14 +87,15 @@ class Rebuilt:
         return out
 
 
-def rebuild(folder: Path) -> Rebuilt:
+def rebuild(folder: Path, *, plain: bool = False) -> Rebuilt:
+    """``plain``: the study was made without a key, whatever its old database looks like."""
     if not folder.is_dir():
         raise StudyError(f"{folder}: no such folder")
     if not (folder / "archive").is_dir():
         raise StudyError(f"{folder}: not a study folder (no archive/ to rebuild from)")
     lock = StudyLock(folder)
     try:
-        return _rebuild(folder)
+        return _rebuild(folder, plain)
     finally:
         lock.release()
 
@@ -103,18 +104,17 @@ def _files(db: Path) -> list[Path]:
     return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
 
-def _rebuild(folder: Path) -> Rebuilt:
+def _rebuild(folder: Path, plain: bool) -> Rebuilt:
     started = time.perf_counter()
     done = Rebuilt()
     old, new = folder / "study.db", folder / "study.db.rebuilding"
     for path in _files(new):  # an earlier rebuild, interrupted: ours to redo
         path.unlink(missing_ok=True)
-    encrypt = _encrypts(folder, old)
-    if not encrypt and database.is_encrypted(old):  # damaged, or encrypted: kept either way
+    encrypt = _encrypts(folder, old, plain)
+    if plain and database.is_encrypted(old):
         done.notes.append(
-            "the old database is not plain SQLite: damaged, or an encrypted study's that "
-            "lost its sealed.json; if the study was made with a key, put the old database "
-            "back and rebuild with --key: its frames are still sealed in the archive"
+            "the old database is not plain SQLite: rebuilt as a study made without a key "
+            "(--plain); had it one, the old database (kept) and the key rebuild it again"
         )
     db = store.connect(new, encrypt=encrypt)
     try:
@@ -148,20 +148,48 @@ def _rebuild(folder: Path) -> Rebuilt:
     return done
 
 
-def _encrypts(folder: Path, old: Path) -> bool:
-    """Whether the new database is encrypted: a sealed study's is, with its key (which
-    also encrypts one sealed by an earlier version, its frames alone encrypted)."""
-    if not sealing.has_key():
-        if database.is_encrypted(old) and (folder / sealing.MARKER).exists():
+def _encrypts(folder: Path, old: Path, plain: bool) -> bool:
+    """Whether the new database is encrypted: a sealed study's is, which needs its key
+    (one sealed by an earlier version, its frames alone encrypted, is so encrypted too).
+    Nothing is built while the study's kind is in doubt: an old database that is not plain
+    SQLite is an encrypted study's or a damaged one, and only its key says which, or the
+    user's ``--plain`` (a study made without a key)."""
+    marker, keyed = (folder / sealing.MARKER).exists(), sealing.has_key()
+    give = f"--key FILE, or ${sealing.ENV}"
+    plainly = "a study made without a key: --plain"
+    if plain:
+        if marker:
             raise sealing.StudyKeyError(
-                f"{old}: encrypted; rebuilding it needs its key (--key FILE, or ${sealing.ENV})"
+                f"{folder}: sealed.json says its frames are encrypted; rebuild it with its "
+                f"key ({give}), not --plain"
             )
         return False
+    if marker and not keyed:
+        raise sealing.StudyKeyError(
+            f"{folder}: its frames are encrypted; rebuilding it needs its key ({give})"
+        )
     sealing.check_marker_key(folder)  # never a new database under another study's key
-    sealed = (folder / sealing.MARKER).exists() or database.is_encrypted(old)
-    with contextlib.suppress(sealing.StudyKeyError):  # a damaged database: rebuilt plain
-        sealed = sealed or sealing.is_sealed(folder)
-    return sealed
+    if database.is_encrypted(old):
+        if not keyed:
+            raise sealing.StudyKeyError(
+                f"{old}: not plain SQLite: an encrypted study's database (rebuilding it needs "
+                f"its key: {give}) or a damaged one ({plainly}); nothing was changed"
+            )
+        if not marker:  # its copy of sealed.json is the only salt left: it must open
+            try:
+                connect_readonly(old).close()
+            except database.Unreadable:
+                raise sealing.StudyKeyError(
+                    f"{old}: does not open with the key given, and there is no sealed.json: "
+                    f"another study's key, or damaged ({plainly}); nothing was changed"
+                ) from None
+        return True
+    if not keyed:
+        return False
+    try:
+        return marker or sealing.is_sealed(folder)  # the old database's copy
+    except sealing.StudyKeyError:  # a damaged plain database: a study made without a key
+        return False
 
 
 def _index(folder: Path, db: sqlite3.Connection, done: Rebuilt) -> None:

@@ -305,6 +305,11 @@ def sealer_for_writing(folder: Path, has_frames: bool) -> Sealer | None:
     refuse_key_inside(folder)
     if has_frames:
         raise StudyKeyError(f"{folder}: made without a key; its frames stay as they are (no key)")
+    if not database.is_encrypted(folder / DATABASE):  # a run without a key made it
+        raise StudyKeyError(
+            f"{folder}: made without a key (its database is in the clear, though it holds "
+            "no frame yet); a study with a key starts in a new folder"
+        )
     salt = secrets.token_bytes(16)
     sealer = _derive(_key, salt)  # cryptography present, before anything is written
     doc = {"cipher": CIPHER, "salt": salt.hex(), "key_id": key_id(_key)}
