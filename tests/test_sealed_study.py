@@ -6,96 +6,45 @@ commands; the archive is searched byte by byte."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from edge.study import database, sealing
+from edge.study import sealing
 from edge.study.errors import CorruptFrameError
-from edge.study.readonly import connect_readonly
 from edge.study.store import Study
 from tests import mounts
-from tests.study_runs import CLASSIFIER_ONLY, cli, write_frames
+from tests.sealed_studies import (
+    copy_of,
+    frame_count,
+    keygen,
+    make_sealed,
+    plain_database,
+    run_keyed,
+    same_frames,
+    sealed_archive,
+    study_files,
+)
+from tests.study_runs import CLASSIFIER_ONLY, cli
 
 pytestmark = pytest.mark.skipif(
     pytest.importorskip("cryptography") is None, reason="cryptography is not installed"
 )
 
 
-def _keygen(path: Path) -> Path:
-    done = cli("study", "keygen", path)
-    assert done.returncode == 0, done.stderr
-    return path
-
-
-def _run(frames: Path, study: Path, key: Path, tmp: Path) -> None:
-    config = tmp / f"{key.stem}.toml"
-    config.write_text(f'[storage]\nkey_file = "{key}"\nreserve_mb = 0\n')
-    done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
-               *CLASSIFIER_ONLY)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-
-
-def _rows(study: Path, key: Path, sql: str) -> list[tuple[object, ...]]:
-    """A query on the study's database, opened with ``key`` as the commands open it."""
-    sealing.use_key(key)
-    try:
-        db = connect_readonly(study / "study.db")
-        try:
-            return db.execute(sql).fetchall()
-        finally:
-            db.close()
-    finally:
-        sealing.forget_key()
-
-
-def _count(study: Path, key: Path) -> int:
-    return int(_rows(study, key, "SELECT COUNT(*) FROM frames")[0][0])
-
-
-def _archive(study: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted((study / "archive").glob("*.bin")))
-
-
-def _copy_of(study: Path, to: Path) -> Path:
-    """A copy of the module's study for a test to change."""
-    shutil.copytree(study, to)
-    return to
-
-
-def _files(study: Path) -> list[tuple[str, bytes]]:
-    """The study's files and their bytes, but for its lock (which names its last holder)."""
-    return sorted(
-        (p.name, p.read_bytes()) for p in study.rglob("*") if p.is_file() and p.name != "lock"
-    )
-
-
-def _same_frames(out: Path, frames: Path) -> bool:
-    """``out`` holds exactly the frames of ``frames``, byte for byte."""
-    return sorted(p.read_bytes() for p in out.iterdir()) == sorted(
-        p.read_bytes() for p in frames.iterdir()
-    )
-
-
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    tmp = tmp_path_factory.mktemp("sealed")
-    frames = write_frames(tmp / "frames", 30)
-    key = _keygen(tmp / "site.key")
-    study = tmp / "study"
-    _run(frames, study, key, tmp)
-    return study, frames, key
+    return make_sealed(tmp_path_factory.mktemp("sealed"))
 
 
 @pytest.mark.slow
 def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp_path: Path):
     study, frames, key = sealed
-    archive = _archive(study)
+    archive = sealed_archive(study)
     originals = {p.name: p.read_bytes() for p in frames.iterdir()}
-    assert _count(study, key) == len(originals)
+    assert frame_count(study, key) == len(originals)
     for data in originals.values():
         assert data[100:164] not in archive  # not a stretch of any frame
     assert key.read_text().strip() not in (study / "sealed.json").read_text()
@@ -119,25 +68,10 @@ def test_no_frame_is_in_the_clear_and_each_reads_back_byte_identical(sealed, tmp
 
 
 @pytest.mark.slow
-def test_the_database_holds_nothing_in_the_clear(sealed):
-    """The frames' index, times, origins and every finding: encrypted page by page."""
-    study, frames, key = sealed
-    names = {str(r[0]) for r in _rows(study, key, "SELECT origin FROM frames")}
-    labels = {str(r[0]) for r in _rows(study, key, "SELECT label FROM findings")}
-    assert names == {p.name for p in frames.iterdir()} and labels  # what to look for
-    raw = b"".join(p.read_bytes() for p in study.glob("study.db*"))
-    assert not raw.startswith(b"SQLite format 3")
-    for text in names | labels | {"CREATE TABLE", "frames"}:
-        assert text.encode() not in raw, text
-    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
-        sqlite3.connect(study / "study.db").execute("SELECT * FROM frames")
-
-
-@pytest.mark.slow
 def test_another_key_or_none_fails_in_one_line_and_writes_nothing(sealed, tmp_path: Path):
     study, frames, _ = sealed
-    other = _keygen(tmp_path / "other.key")
-    before = _archive(study)
+    other = keygen(tmp_path / "other.key")
+    before = sealed_archive(study)
     for args, said in [
         (["--key", other], "the key given is not this study's"),
         ([], "encrypted; give its key"),
@@ -156,19 +90,19 @@ def test_another_key_or_none_fails_in_one_line_and_writes_nothing(sealed, tmp_pa
     done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
                *CLASSIFIER_ONLY)  # fmt: skip
     assert done.returncode == 2 and "not this study's" in done.stderr.strip().splitlines()[-1]
-    assert _archive(study) == before
+    assert sealed_archive(study) == before
 
 
 @pytest.mark.slow
 def test_a_recording_resumed_with_its_key_stores_nothing_twice(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
-    _run(frames, copy, key, tmp_path)  # the same folder again: every file is held
-    assert _count(copy, key) == _count(study, key)
+    copy = copy_of(study, tmp_path / "study")
+    run_keyed(frames, copy, key, tmp_path)  # the same folder again: every file is held
+    assert frame_count(copy, key) == frame_count(study, key)
 
 
 def test_a_sealed_frame_opens_only_where_it_was_stored(tmp_path: Path):
-    sealing.use_key(_keygen(tmp_path / "k"))
+    sealing.use_key(keygen(tmp_path / "k"))
     try:
         with Study(tmp_path / "s") as study:
             assert study.sealer is not None
@@ -184,13 +118,13 @@ def test_a_key_is_never_kept_in_the_study_nor_laid_on_a_plain_one(tmp_path: Path
     study = tmp_path / "s"
     study.mkdir()
     try:
-        sealing.use_key(_keygen(study / "inside.key"))
+        sealing.use_key(keygen(study / "inside.key"))
         with pytest.raises(sealing.StudyKeyError, match="inside the study it locks"):
             Study(study)
         sealing.forget_key()
         with Study(tmp_path / "plain") as plain:  # made without a key, holding a frame
             plain.add(0, 0, b"x", 1, 0)
-        sealing.use_key(_keygen(tmp_path / "k"))
+        sealing.use_key(keygen(tmp_path / "k"))
         with pytest.raises(sealing.StudyKeyError, match="made without a key"):
             Study(tmp_path / "plain")
     finally:
@@ -202,7 +136,7 @@ def test_a_study_holding_uncommitted_plain_records_is_never_marked_sealed(tmp_pa
     with Study(folder) as plain:
         plain.add(0, 0, b"x" * 100, 1, 0)
         plain.abandon()  # written, never committed: records no row holds
-    sealing.use_key(_keygen(tmp_path / "k"))
+    sealing.use_key(keygen(tmp_path / "k"))
     try:
         with pytest.raises(sealing.StudyKeyError, match="made without a key"):
             Study(folder)
@@ -212,7 +146,7 @@ def test_a_study_holding_uncommitted_plain_records_is_never_marked_sealed(tmp_pa
 
 
 def test_keys_are_never_overwritten_and_bad_ones_are_named(tmp_path: Path):
-    key = _keygen(tmp_path / "k")
+    key = keygen(tmp_path / "k")
     first = key.read_text()
     done = cli("study", "keygen", key)
     assert done.returncode == 2 and "never overwritten" in done.stderr
@@ -226,10 +160,10 @@ def test_keys_are_never_overwritten_and_bad_ones_are_named(tmp_path: Path):
 @pytest.mark.slow
 def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
+    copy = copy_of(study, tmp_path / "study")
     marker = (copy / "sealed.json").read_text()
     (copy / "sealed.json").unlink()
-    before = _archive(copy)
+    before = sealed_archive(copy)
     # Without it and without the key: refused as encrypted, never exported as ciphertext.
     out = tmp_path / "out"
     done = cli("study", "export", copy, "--frames", out)
@@ -238,24 +172,24 @@ def test_a_lost_sealed_json_is_neither_read_as_plain_frames_nor_lost(sealed, tmp
     # Nor does a runtime without the key add plain frames to it.
     done = cli("run", "--source", f"dir://{frames}", "--study", copy, *CLASSIFIER_ONLY)
     assert done.returncode == 2 and "give its key" in done.stderr.strip().splitlines()[-1]
-    assert _archive(copy) == before
+    assert sealed_archive(copy) == before
     # With the key, the database's copy opens the frames as they came (and the reader
     # leaves the folder as it was, but for its audit line)...
     files = {p.name for p in copy.iterdir()} | {"audit.log"}
     done = cli("study", "export", copy, "--frames", out, "--key", key)
     assert done.returncode == 0, done.stderr
     assert {p.name for p in copy.iterdir()} == files
-    assert _same_frames(out, frames)
+    assert same_frames(out, frames)
     # ...and the runtime's open puts sealed.json back as it was.
-    _run(frames, copy, key, tmp_path)
+    run_keyed(frames, copy, key, tmp_path)
     assert (copy / "sealed.json").read_text() == marker
-    assert _archive(copy) == before
+    assert sealed_archive(copy) == before
 
 
 @pytest.mark.slow
 def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
+    copy = copy_of(study, tmp_path / "study")
     doc = json.loads((copy / "sealed.json").read_text())
     doc["salt"] = "00" * 16
     (copy / "sealed.json").write_text(json.dumps(doc))
@@ -264,48 +198,48 @@ def test_a_sealed_json_that_differs_from_the_database_copy_is_refused(sealed, tm
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "differs from the database" in lines[0]
     assert not out.exists()
-    before = _archive(copy)  # nor does the runtime add to it
+    before = sealed_archive(copy)  # nor does the runtime add to it
     config = tmp_path / "keyed.toml"
     config.write_text(f'[storage]\nkey_file = "{key}"\nreserve_mb = 0\n')
     done = cli("run", "--source", f"dir://{frames}", "--study", copy, "--config", config,
                *CLASSIFIER_ONLY)  # fmt: skip
     assert done.returncode == 2 and "differs from the database" in done.stderr, done.stderr
-    assert _archive(copy) == before
+    assert sealed_archive(copy) == before
 
 
 @pytest.mark.slow
 def test_a_rebuilt_sealed_study_keeps_the_copy(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
-    before = _files(copy)
+    copy = copy_of(study, tmp_path / "study")
+    before = study_files(copy)
     done = cli("study", "rebuild", copy)  # without the key: refused, nothing changed
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "needs its key" in lines[0], done.stderr
-    assert _files(copy) == before
+    assert study_files(copy) == before
     done = cli("study", "rebuild", copy, "--key", key)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
-    assert _same_frames(tmp_path / "out", frames)
+    assert same_frames(tmp_path / "out", frames)
 
 
 @pytest.mark.slow
 def test_a_schema_2_sealed_study_gains_the_copy_when_the_runtime_opens_it(sealed, tmp_path: Path):
     study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
-    _plain_database(copy, key)  # as a version before the database's own encryption
+    copy = copy_of(study, tmp_path / "study")
+    plain_database(copy, key)  # as a version before the database's own encryption
     db = sqlite3.connect(copy / "study.db")
     with db:
         db.execute("DROP TABLE sealing")
         db.execute("PRAGMA user_version = 2")
     db.close()
-    _run(frames, copy, key, tmp_path)  # migrates, and keeps the copy
+    run_keyed(frames, copy, key, tmp_path)  # migrates, and keeps the copy
     (copy / "sealed.json").unlink()
     done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
     assert done.returncode == 0, done.stderr
-    assert _same_frames(tmp_path / "out", frames)
+    assert same_frames(tmp_path / "out", frames)
 
 
 @pytest.mark.slow
@@ -314,7 +248,7 @@ def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_p
 ):
     study, frames, key = sealed
     with mounts.tmpfs(tmp_path / "ro", "16m") as mount:
-        copy = _copy_of(study, mount / "study")
+        copy = copy_of(study, mount / "study")
         (copy / "sealed.json").unlink()
         before = sorted(p.name for p in copy.iterdir())
         assert subprocess.run(["mount", "-o", "remount,ro", str(mount)]).returncode == 0
@@ -324,117 +258,5 @@ def test_a_sealed_study_without_sealed_json_on_a_read_only_disk_is_not_read_as_p
         assert not out.exists()
         done = cli("study", "export", copy, "--frames", out, "--key", key)
         assert done.returncode == 0, done.stderr
-        assert _same_frames(out, frames)
+        assert same_frames(out, frames)
         assert sorted(p.name for p in copy.iterdir()) == before
-
-
-def _plain_database(study: Path, key: Path) -> None:
-    """The study's database decrypted in place (SQLCipher's own export), as a study sealed
-    before databases were encrypted has it: its frames alone encrypted."""
-    sealing.use_key(key)
-    try:
-        db = database.connect(study / "study.db", isolation_level=None)
-        plain = study / "plain.db"
-        db.execute(f"ATTACH DATABASE '{plain}' AS plain KEY ''")
-        db.execute("SELECT sqlcipher_export('plain')")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        db.execute(f"PRAGMA plain.user_version = {version}")
-        db.execute("DETACH DATABASE plain")
-        db.close()
-    finally:
-        sealing.forget_key()
-    plain.replace(study / "study.db")
-
-
-@pytest.mark.slow
-def test_a_study_sealed_before_its_database_was_encrypted_opens_and_rebuild_encrypts_it(
-    sealed, tmp_path: Path
-):
-    study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
-    _plain_database(copy, key)
-    assert (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
-    found = _rows(copy, key, "SELECT COUNT(*) FROM findings")
-    # Read and resumed as it was: frames opened with the key, nothing stored twice.
-    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
-    assert done.returncode == 0, done.stderr
-    assert _same_frames(tmp_path / "out", frames)
-    _run(frames, copy, key, tmp_path)
-    assert _count(copy, key) == len(list(frames.iterdir()))
-    # Rebuilt with its key: the database encrypted, every frame and finding kept.
-    done = cli("study", "rebuild", copy, "--key", key)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert not (copy / "study.db").read_bytes().startswith(b"SQLite format 3")
-    assert _rows(copy, key, "SELECT COUNT(*) FROM findings") == found
-    done = cli("study", "export", copy, "--frames", tmp_path / "again", "--key", key)
-    assert done.returncode == 0, done.stderr
-    assert _same_frames(tmp_path / "again", frames)
-
-
-def _run_fails(frames: Path, study: Path, tmp: Path, *key: Path) -> str:
-    """``run`` on the study, which must refuse: its last line."""
-    config = tmp / "run.toml"
-    config.write_text("[storage]\nreserve_mb = 0\n" + (f'key_file = "{key[0]}"\n' if key else ""))
-    done = cli("run", "--source", f"dir://{frames}", "--study", study, "--config", config,
-               *CLASSIFIER_ONLY)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    return done.stderr.strip().splitlines()[-1]
-
-
-@pytest.mark.slow
-def test_a_study_is_encrypted_whole_or_not_at_all(sealed, tmp_path: Path):
-    """Never frames sealed beside a plain database, nor a plain database made for a
-    sealed study."""
-    _, frames, key = sealed
-    # A study opened without a key and closed before its first frame has a plain
-    # database: a run with the key does not seal frames into it.
-    with Study(tmp_path / "s"):
-        pass
-    assert (tmp_path / "s" / "study.db").read_bytes().startswith(b"SQLite format 3")
-    before = _files(tmp_path / "s")
-    assert "holds no frame yet" in _run_fails(frames, tmp_path / "s", tmp_path, key)
-    assert _files(tmp_path / "s") == before
-    # A sealed study that lost its database before its first frame: no plain one is made
-    # for it without the key.
-    sealing.use_key(key)
-    try:
-        with Study(tmp_path / "sealed"):
-            pass
-    finally:
-        sealing.forget_key()
-    assert (tmp_path / "sealed" / "sealed.json").exists()
-    for path in (tmp_path / "sealed").glob("study.db*"):
-        path.unlink()
-    assert "give its key" in _run_fails(frames, tmp_path / "sealed", tmp_path)
-    assert not (tmp_path / "sealed" / "study.db").exists()
-
-
-@pytest.mark.slow
-def test_rebuild_never_builds_a_lost_sealed_json_study_plain_or_under_another_key(
-    sealed, tmp_path: Path
-):
-    study, frames, key = sealed
-    copy = _copy_of(study, tmp_path / "study")
-    (copy / "sealed.json").unlink()
-    before = _files(copy)
-    other = _keygen(tmp_path / "other.key")
-    for args, said in [
-        ([], "an encrypted study's database (rebuilding it needs its key"),
-        (["--key", other], "does not open with the key given, and there is no sealed.json"),
-    ]:
-        done = cli("study", "rebuild", copy, *args)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and len(lines) == 1 and said in lines[0], done.stderr
-        assert _files(copy) == before
-    # With its key: rebuilt encrypted, the database's copy of sealed.json kept, so the
-    # frames open and the runtime puts sealed.json back.
-    done = cli("study", "rebuild", copy, "--key", key)
-    assert done.returncode == 0, done.stdout + done.stderr
-    done = cli("study", "export", copy, "--frames", tmp_path / "out", "--key", key)
-    assert done.returncode == 0, done.stderr
-    assert _same_frames(tmp_path / "out", frames)
-    _run(frames, copy, key, tmp_path)
-    assert (copy / "sealed.json").read_text() == (study / "sealed.json").read_text()
-    # --plain is for a study made without a key: never one that sealed.json marks.
-    done = cli("study", "rebuild", copy, "--plain")
-    assert done.returncode == 2 and "not --plain" in done.stderr, done.stderr
