@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runtime_args", nargs="*", help="extra arguments for capsule-edge run")
     args = p.parse_args(argv)
     if args.key is not None:
-        sealing.use_key(args.key)  # to read the study back; the runtime gets it in its config
+        try:  # to read the study back; the runtime gets it in its config
+            sealing.use_key(args.key)
+        except sealing.StudyKeyError as exc:
+            p.error(str(exc))
 
     out = args.out or Path(tempfile.mkdtemp(prefix="capsule-edge-soak-"))
     out.mkdir(parents=True, exist_ok=True)
