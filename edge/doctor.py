@@ -170,9 +170,10 @@ def encryption(key_file: str) -> list[Check]:
         return [Check("encryption", OK, "off (no [storage] key_file): studies in the clear")]
     ident = sealing.current_key_id()
     sealing.forget_key()
+    sqlcipher = database.version()
     usable = {  # imported, not only installed: a wheel for another machine fails here
         "cryptography": _imports("cryptography.hazmat.primitives.ciphers.aead"),
-        "sqlcipher3": database.version() is not None,
+        "sqlcipher3": sqlcipher is not None,
     }
     missing = [name for name, ok in usable.items() if not ok]
     if missing:
@@ -182,8 +183,7 @@ def encryption(key_file: str) -> list[Check]:
             "encryption",
             OK,
             f"key {ident}: frames AES-256-GCM (cryptography "
-            f"{importlib.metadata.version('cryptography')}), database SQLCipher "
-            f"{database.version()}",
+            f"{importlib.metadata.version('cryptography')}), database SQLCipher {sqlcipher}",
         )
     ]
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.cli.study import key_option
 from edge.errors import BadInputError
 
 
@@ -56,9 +57,7 @@ def add_parsers(sub: Any) -> None:
         "reading, not a diagnosis)",
     )
     r.add_argument("study", type=Path, help="the study folder")
-    r.add_argument(
-        "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
-    )
+    key_option(r)
     r.add_argument("--out", type=Path, help="folder for report.html (default: the study folder)")
     r.add_argument("--json", type=Path, help="write the report's JSON twin here ('-': stdout)")
     r.add_argument(

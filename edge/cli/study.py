@@ -161,7 +161,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 1 if done.problems else 0
 
 
-def _key_option(parser: argparse.ArgumentParser) -> None:
+def key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key", type=Path, help="an encrypted study's key file (or $CAPSULE_EDGE_STUDY_KEY)"
     )
@@ -173,13 +173,13 @@ def add_parsers(sub: Any) -> None:
 
     ls = ssub.add_parser("ls", help="the studies under a folder, one line each")
     ls.add_argument("dir", nargs="?", type=Path, default=Path("."), help="default: .")
-    _key_option(ls)
+    key_option(ls)
     ls.set_defaults(func=cmd_ls)
 
     show = ssub.add_parser("show", help="runs, settings, models, counts, ledger, sessions")
     show.add_argument("study", type=Path)
     show.add_argument("--json", action="store_true", help="as JSON")
-    _key_option(show)
+    key_option(show)
     show.set_defaults(func=cmd_show)
 
     verify = ssub.add_parser(
@@ -189,12 +189,12 @@ def add_parsers(sub: Any) -> None:
     )
     verify.add_argument("study", type=Path)
     verify.add_argument("--json", action="store_true", help="as JSON")
-    _key_option(verify)
+    key_option(verify)
     verify.set_defaults(func=cmd_verify)
 
     export = ssub.add_parser("export", help="frames as files, findings as CSV or JSON")
     export.add_argument("study", type=Path)
-    _key_option(export)
+    key_option(export)
     export.add_argument(
         "--frames", type=Path, metavar="DIR", help="write <session>-<index>.<ext> files here"
     )
@@ -224,7 +224,7 @@ def add_parsers(sub: Any) -> None:
         "rebuild", help="recover study.db's index from the archive (the old one is kept)"
     )
     rebuild.add_argument("study", type=Path)
-    _key_option(rebuild)
+    key_option(rebuild)
     rebuild.add_argument(
         "--plain",
         action="store_true",

@@ -83,12 +83,13 @@ def connect(
         )
     key = sealing.database_key()
     if key is None:
-        give = f"give its key (--key FILE, or ${sealing.ENV})"
         if (path.parent / sealing.MARKER).exists():
-            raise sealing.StudyKeyError(f"{path}: the study's database is encrypted; {give}")
+            raise sealing.StudyKeyError(
+                f"{path}: the study's database is encrypted; {sealing.GIVE_KEY}"
+            )
         raise StudyError(  # without sealed.json, only the key can tell which
             f"{path}: not a study database: not plain SQLite, so damaged, or an encrypted "
-            f"study's that lost its sealed.json; if so, {give}"
+            f"study's that lost its sealed.json; if so, {sealing.GIVE_KEY}"
         )
     db = _cipher.connect(target, **{"timeout": 10.0, **kwargs})  # a writer's commit waited for
     try:

@@ -49,9 +49,7 @@ def open_database(folder: Path) -> sqlite3.Connection:
         if sealing.has_key():
             sealing.refuse_key_inside(folder)
         elif (folder / sealing.MARKER).exists():  # never a plain database for a sealed study
-            raise sealing.StudyKeyError(
-                f"{folder}: its frames are encrypted; give its key (--key FILE, or ${sealing.ENV})"
-            )
+            raise sealing.StudyKeyError(f"{folder}: its frames are encrypted; {sealing.GIVE_KEY}")
         os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     try:  # a new study with a key: its database encrypted from its first page
         db = connect(db_path, encrypt=sealing.has_key())

@@ -155,25 +155,24 @@ def _encrypts(folder: Path, old: Path, plain: bool) -> bool:
     SQLite is an encrypted study's or a damaged one, and only its key says which, or the
     user's ``--plain`` (a study made without a key)."""
     marker, keyed = (folder / sealing.MARKER).exists(), sealing.has_key()
-    give = f"--key FILE, or ${sealing.ENV}"
     plainly = "a study made without a key: --plain"
     if plain:
         if marker:
             raise sealing.StudyKeyError(
                 f"{folder}: sealed.json says its frames are encrypted; rebuild it with its "
-                f"key ({give}), not --plain"
+                f"key ({sealing.KEY_FROM}), not --plain"
             )
         return False
     if marker and not keyed:
         raise sealing.StudyKeyError(
-            f"{folder}: its frames are encrypted; rebuilding it needs its key ({give})"
+            f"{folder}: its frames are encrypted; rebuilding it needs its key ({sealing.KEY_FROM})"
         )
     sealing.check_marker_key(folder)  # never a new database under another study's key
     if database.is_encrypted(old):
         if not keyed:
             raise sealing.StudyKeyError(
                 f"{old}: not plain SQLite: an encrypted study's database (rebuilding it needs "
-                f"its key: {give}) or a damaged one ({plainly}); nothing was changed"
+                f"its key: {sealing.KEY_FROM}) or a damaged one ({plainly}); nothing was changed"
             )
         if not marker:  # its copy of sealed.json is the only salt left: it must open
             try:

@@ -42,6 +42,8 @@ from edge.study.errors import CorruptFrameError, StudyError
 MARKER = "sealed.json"
 DATABASE = "study.db"
 ENV = "CAPSULE_EDGE_STUDY_KEY"
+KEY_FROM = f"--key FILE, or ${ENV}"  # where a command takes the key from
+GIVE_KEY = f"give its key ({KEY_FROM})"
 CIPHER = "AES-256-GCM"
 NONCE = 12
 TAG = 16
@@ -240,11 +242,11 @@ def _derive(key: bytes, salt: bytes) -> Sealer:
 def _marker(folder: Path) -> dict[str, Any] | None:
     """What sealed.json and the database's copy say; None for a study made without a key.
     A key that is not sealed.json's is named as such before its database is tried."""
-    text = _file(folder)
-    if text is not None and _key is not None:
-        _check_key(folder, _parse(folder, text))
+    mine = _file_doc(folder)
+    if mine is not None:
+        _check_key(folder, mine)
     copy = _copy(folder)
-    docs = [_parse(folder, t) for t in (text, copy) if t is not None]
+    docs = [d for d in (mine, None if copy is None else _parse(folder, copy)) if d is not None]
     if not docs:
         return None
     if len(docs) == 2 and docs[0] != docs[1]:
@@ -275,18 +277,21 @@ def sealer_for(folder: Path) -> Sealer | None:
     if doc is None:
         return None
     if _key is None:
-        raise StudyKeyError(
-            f"{folder}: its frames are encrypted; give its key (--key FILE, or ${ENV})"
-        )
+        raise StudyKeyError(f"{folder}: its frames are encrypted; {GIVE_KEY}")
     _check_key(folder, doc)
     return _derive(_key, doc["salt"])
 
 
+def _file_doc(folder: Path) -> dict[str, Any] | None:
+    text = _file(folder)
+    return None if text is None else _parse(folder, text)
+
+
 def check_marker_key(folder: Path) -> None:
     """A key that is not the one sealed.json names (if it is there) is refused."""
-    text = _file(folder)
-    if text is not None:
-        _check_key(folder, _parse(folder, text))
+    doc = _file_doc(folder)
+    if doc is not None:
+        _check_key(folder, doc)
 
 
 def _check_key(folder: Path, doc: dict[str, Any]) -> None:
