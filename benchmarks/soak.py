@@ -1,5 +1,6 @@
 """Soak: the runtime against the recorder simulator on a pty for minutes or hours at a
-live frame rate, sampling the runtime's memory (RSS), open files and threads from /proc.
+live frame rate, sampling the runtime's memory (RSS), open files, threads and CPU time
+from /proc.
 
     python -m benchmarks.soak --minutes 240 --fps 35 [--frames DIR ...] [--out DIR]
         [--clock-jump-at 30 --clock-jump-s -3600] [--key FILE]
@@ -7,13 +8,15 @@ live frame rate, sampling the runtime's memory (RSS), open files and threads fro
 Prints one line per sample and a verdict: growth of RSS, open files and threads from the
 end of the first minute (warm-up: models, caches, SQLite pages) to the end; every frame
 sent stored and inferred, none skipped; the study's size against the runtime's own
-estimate for it (edge.runtime.disk). ``--clock-jump-at`` sets the runtime's wall clock
-back (or forward) that many minutes in, and reports the latency and the order of the
-frames' timestamps across it. The jump is the wall clock as the runtime's Python sees it
-(``time.time``, ``time.time_ns``, offset by a ``sitecustomize`` in the runtime's process
-only); the monotonic clock is left alone, as a real jump leaves it. (libfaketime cannot
-do this: with the monotonic clock left real, Python 3.11's ``time.sleep`` fails there
-with EINVAL.) Linux only.
+estimate for it (edge.runtime.disk); the runtime's CPU a frame, and the CPU a VM's
+hypervisor took meanwhile (steal); each minute in which findings came more than a second
+after their frame (when it fell behind: a steady cost or a stall). ``--clock-jump-at``
+sets the runtime's wall clock back (or forward) that many minutes in, and reports the
+latency and the order of the frames' timestamps across it. The jump is the wall clock as
+the runtime's Python sees it (``time.time``, ``time.time_ns``, offset by a
+``sitecustomize`` in the runtime's process only); the monotonic clock is left alone, as
+a real jump leaves it. (libfaketime cannot do this: with the monotonic clock left real,
+Python 3.11's ``time.sleep`` fails there with EINVAL.) Linux only.
 """
 
 from __future__ import annotations
@@ -75,6 +78,37 @@ def _threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError(f"no Threads for {pid}")
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of the process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _steal_s() -> float:
+    """CPU seconds the hypervisor gave to others (all cores), since boot: a VM's stall
+    that no change in the runtime explains."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
+def _late(db_path: Path, fps: float, over_ms: float = 1000.0) -> dict[str, list[float]]:
+    """For each minute of the recording with a frame whose findings came more than
+    ``over_ms`` after it was received (a backlog, or a skip inferred later): how many and
+    the longest wait. Says when the runtime fell behind, not only that it did."""
+    db = connect_readonly(db_path)
+    try:
+        rows = db.execute("SELECT inferred_ms FROM inference ORDER BY session, idx").fetchall()
+    finally:
+        db.close()
+    late: dict[str, list[float]] = {}
+    for n, (ms,) in enumerate(rows):
+        if ms is not None and ms > over_ms:
+            entry = late.setdefault(str(int(n / fps // 60)), [0, 0.0])
+            entry[0] += 1
+            entry[1] = max(entry[1], round(ms))
+    return late
 
 
 def _order(db_path: Path) -> dict[str, int]:
@@ -155,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         cwd=REPO,
         env=env,
     )
-    samples: list[tuple[float, float, int, int]] = []
+    samples: list[tuple[float, float, int, int, float]] = []
+    steal = [_steal_s()]
     start = time.monotonic()
     jumped_at = None
     while sim.poll() is None and run.poll() is None:
@@ -167,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
             jumped_at = round(t)
             print(f"{t:7.0f} s  the wall clock set {args.clock_jump_s:+.0f} s", flush=True)
         if run.poll() is None:
-            samples.append((t, _rss_mb(run.pid), _open_files(run.pid), _threads(run.pid)))
-            _, rss, files, threads = samples[-1]
+            pid = run.pid
+            samples.append((t, _rss_mb(pid), _open_files(pid), _threads(pid), _cpu_s(pid)))
+            _, rss, files, threads, cpu = samples[-1]
+            steal.append(_steal_s())
             print(
-                f"{t:7.0f} s  RSS {rss:7.1f} MB  open files {files}  threads {threads}", flush=True
+                f"{t:7.0f} s  RSS {rss:7.1f} MB  open files {files}  threads {threads}"
+                f"  CPU {cpu:7.1f} s  stolen {steal[-1] - steal[-2]:5.1f} s",
+                flush=True,
             )
     run.send_signal(signal.SIGINT)
     _, err = run.communicate()
@@ -184,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         "open_files_growth": warm[-1][2] - warm[0][2],
         "threads_growth": warm[-1][3] - warm[0][3],
     }
+    # The runtime's CPU a frame while frames arrived at the live rate (warm-up left out).
+    cpu_ms = (
+        (warm[-1][4] - warm[0][4]) / ((warm[-1][0] - warm[0][0]) * args.fps) * 1000
+        if len(warm) > 1
+        else None
+    )
     from edge.runtime import disk
 
     estimate = disk.estimate(args.fps, hours, 0.0, study / "study.db")
@@ -213,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                 "frames_inferred": summary.get("frames_inferred"),
                 "frames_skipped": summary.get("frames_skipped"),
                 "latency_ms": summary.get("latency_ms"),
+                "late_by_minute": _late(study / "study.db", args.fps),
+                "runtime_cpu_ms_per_frame": round(cpu_ms, 1) if cpu_ms is not None else None,
+                "cpu_stolen_s": round(steal[-1] - steal[0], 1),
                 "rss_mb_after_warmup": round(warm[0][1], 1),
                 "threads_after_warmup": warm[0][3],
                 **growth,
