@@ -52,6 +52,15 @@ def test_the_database_holds_nothing_in_the_clear(sealed):
 
 
 @pytest.mark.slow
+def test_an_encrypted_database_caches_no_more_than_a_plain_one(sealed):
+    """sqlcipher3's SQLite caches 8 MB of pages a connection, SQLite's own 2 MB: the
+    encrypted study is given the plain one's, so it costs a board no more memory."""
+    study, _, key = sealed
+    plain = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()
+    assert query(study, key, "PRAGMA cache_size") == [plain]
+
+
+@pytest.mark.slow
 def test_a_study_sealed_before_its_database_was_encrypted_opens_and_rebuild_encrypts_it(
     sealed, tmp_path: Path
 ):
