@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         python=args.python,
         cwd=REPO,
         stderr=subprocess.DEVNULL,
+        own_session=True,  # a Ctrl-C is the soak's: it stops both as below
     )
     env = dict(os.environ)
     jump_file = out / "wall-clock-offset"
@@ -188,31 +190,55 @@ def main(argv: list[str] | None = None) -> int:
         text=True,
         cwd=REPO,
         env=env,
+        start_new_session=True,
     )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends it as Ctrl-C
     samples: list[tuple[float, float, int, int, float]] = []
     steal = [_steal_s()]
     start = time.monotonic()
+    jump_s = args.clock_jump_at * 60 if args.clock_jump_at is not None else math.inf
     jumped_at = None
-    while sim.poll() is None and run.poll() is None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            sim.wait(timeout=args.every)
-        t = time.monotonic() - start
-        if args.clock_jump_at is not None and jumped_at is None and t >= args.clock_jump_at * 60:
-            jump_file.write_text(f"{args.clock_jump_s:.0f}\n")  # taken within a second
-            jumped_at = round(t)
-            print(f"{t:7.0f} s  the wall clock set {args.clock_jump_s:+.0f} s", flush=True)
-        if run.poll() is None:
+    interrupted = False
+    try:
+        while sim.poll() is None and run.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sim.wait(timeout=args.every)
+            t = time.monotonic() - start
+            if jumped_at is None and t >= jump_s:
+                jump_file.write_text(f"{args.clock_jump_s:.0f}\n")  # taken within a second
+                jumped_at = round(t)
+                print(f"{t:7.0f} s  the wall clock set {args.clock_jump_s:+.0f} s", flush=True)
+            if run.poll() is not None:
+                break
             pid = run.pid
-            samples.append((t, _rss_mb(pid), _open_files(pid), _threads(pid), _cpu_s(pid)))
-            _, rss, files, threads, cpu = samples[-1]
+            try:
+                sample = (t, _rss_mb(pid), _open_files(pid), _threads(pid), _cpu_s(pid))
+            except (OSError, RuntimeError):  # it ended between the poll and the reading
+                break
+            samples.append(sample)
+            _, rss, files, threads, cpu = sample
             steal.append(_steal_s())
             print(
                 f"{t:7.0f} s  RSS {rss:7.1f} MB  open files {files}  threads {threads}"
                 f"  CPU {cpu:7.1f} s  stolen {steal[-1] - steal[-2]:5.1f} s",
                 flush=True,
             )
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:  # never a recorder left sending on a pty after the soak
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait()
+    run.send_signal(signal.SIGINT)  # one, so the study is closed cleanly
+    try:
+        _, err = run.communicate()
+    except KeyboardInterrupt:  # a second: the runtime stops at once, as it does on its own
+        run.send_signal(signal.SIGINT)
+        run.wait()
+        return 130
+    if interrupted:
+        print(f"soak: interrupted; the runtime stopped with {run.returncode}", flush=True)
+        return 130
     at = err.find("\n{")
     summary = json.JSONDecoder().raw_decode(err[at + 1 :])[0] if at >= 0 else {}
     if run.returncode != 0 or not summary:
