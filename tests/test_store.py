@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from edge.study import archive
 from edge.study.archive import HEADER as RECORD
 from edge.study.store import Study
 
@@ -90,3 +93,29 @@ def test_sigkill_at_any_moment_loses_only_unacknowledged_frames(tmp_path: Path):
         start = max(stored) + 1 if stored else 0  # the recorder resends from here
         study.close()
     assert cut  # the case tests recovery, not only clean stops
+
+
+def _open_segments(archive: Path) -> int:
+    """This process's descriptors open on the archive's segments (Linux /proc)."""
+    links = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            links.append(os.readlink(fd))
+    return sum(link.startswith(str(archive)) for link in links)
+
+
+def test_a_long_study_keeps_a_few_segments_open_not_one_for_each(tmp_path: Path, monkeypatch):
+    """A 12-hour study has a hundred segments: reading them all must not hold a hundred
+    descriptors, and a segment closed for others reads back identical when asked again."""
+    monkeypatch.setattr(archive, "SEGMENT_BYTES", 1 << 10)  # small segments, many of them
+    study = Study(tmp_path / "study")
+    for i in range(60):
+        study.add(1, i, payload(1, i), codec=1, timestamp_us=i)
+    study.commit()
+    folder = tmp_path / "study" / "archive"
+    assert len(archive.segments(folder)) > 2 * archive.Reader.OPEN_SEGMENTS
+    for i in [*range(60), 0, 59, 0]:  # on to the end, then back to the first, evicted
+        assert study.read(1, i).data == payload(1, i)
+        assert _open_segments(folder) <= archive.Reader.OPEN_SEGMENTS + 1  # + the appender's
+    study.close()
+    assert _open_segments(folder) == 0
